@@ -1,0 +1,196 @@
+//! The crate's error type, and the reason a connection ended.
+//!
+//! One [`Error`] enum covers everything a handler can be told about: a frame that could not be
+//! decoded, a field a handler asked for that is missing, a limit a peer exceeded, an I/O failure.
+//! Each case says what happened in terms a game server can act on (log it, kick the player,
+//! ignore it). [`DisconnectReason`] is what `on_close` and `on_disconnect` receive.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// What a handler returns: `Ok(())`, or an error that is passed to the `on_error` hook.
+///
+/// Handlers use `?` on [`Message`](crate::Message) accessors, so a missing or mistyped field is
+/// reported instead of panicking.
+pub type HandlerResult = Result<(), Error>;
+
+/// Everything that can go wrong in repod.
+///
+/// Frame-level cases ([`InvalidMsgpack`](Error::InvalidMsgpack), [`NotAMap`](Error::NotAMap),
+/// [`InvalidUtf8`](Error::InvalidUtf8), [`ActionNotString`](Error::ActionNotString),
+/// [`TooDeep`](Error::TooDeep)) drop the one frame and keep the connection: the length prefix
+/// still delimits the stream, so nothing else is lost. [`FrameTooLarge`](Error::FrameTooLarge),
+/// [`OutputFull`](Error::OutputFull), [`IdleTimeout`](Error::IdleTimeout),
+/// [`HandlerPanic`](Error::HandlerPanic) and [`Io`](Error::Io) close the connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket failed: reset by the peer, broken pipe, refused connect, and so on.
+    Io(io::Error),
+    /// A length prefix announced a frame larger than the configured maximum. Closes the
+    /// connection: the stream cannot be trusted past this point.
+    FrameTooLarge {
+        /// The length the peer announced.
+        len: usize,
+        /// The configured maximum ([`Config::max_frame_len`](crate::Config::max_frame_len)).
+        max: usize,
+    },
+    /// The payload is not well-formed msgpack (truncated, a reserved marker, trailing bytes).
+    InvalidMsgpack {
+        /// Byte offset inside the payload where decoding failed.
+        offset: usize,
+        /// What was wrong there.
+        reason: &'static str,
+    },
+    /// The payload is valid msgpack, but its top-level value is not a map.
+    NotAMap,
+    /// A msgpack string holds bytes that are not UTF-8 (Python decodes with `raw=False`).
+    InvalidUtf8 {
+        /// Byte offset of the string inside the payload.
+        offset: usize,
+    },
+    /// The map has an `"action"` key whose value is not a string.
+    ActionNotString,
+    /// Arrays and maps are nested deeper than [`Config::max_depth`](crate::Config::max_depth).
+    TooDeep {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A handler asked for a field the message does not have.
+    MissingField {
+        /// The key that was looked up.
+        key: Box<str>,
+    },
+    /// A handler asked for a field with a type it does not have (or a number out of range).
+    WrongType {
+        /// The key that was looked up.
+        key: Box<str>,
+        /// The type that was asked for.
+        expected: &'static str,
+    },
+    /// The connection's queued output exceeded
+    /// [`Config::max_queued_output`](crate::Config::max_queued_output): the peer does not read
+    /// fast enough. Closes the connection.
+    OutputFull {
+        /// Bytes that would have been queued.
+        queued: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Nothing was received for longer than [`Config::idle_timeout`](crate::Config::idle_timeout).
+    IdleTimeout(Duration),
+    /// A handler panicked; the message is the panic's payload. Closes that one connection.
+    HandlerPanic(String),
+    /// The connection is closed (or not yet connected and can no longer connect).
+    Closed,
+    /// An error raised by application code, see [`Error::handler`].
+    Handler(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// Wraps an application error so a handler can return it with `?` or `Err(..)`.
+    ///
+    /// ```
+    /// let e = repod::Error::handler("player is not in a team");
+    /// assert_eq!(e.to_string(), "handler error: player is not in a team");
+    /// ```
+    pub fn handler(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Handler(e.into())
+    }
+
+    /// Whether this error ends the connection it happened on (as opposed to dropping one frame
+    /// or being a handler's own failure).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::Io(_)
+                | Error::FrameTooLarge { .. }
+                | Error::OutputFull { .. }
+                | Error::IdleTimeout(_)
+                | Error::HandlerPanic(_)
+                | Error::Closed
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the maximum of {max}")
+            }
+            Error::InvalidMsgpack { offset, reason } => {
+                write!(f, "invalid msgpack at byte {offset}: {reason}")
+            }
+            Error::NotAMap => f.write_str("message is not a msgpack map"),
+            Error::InvalidUtf8 { offset } => write!(f, "string at byte {offset} is not UTF-8"),
+            Error::ActionNotString => f.write_str("\"action\" is not a string"),
+            Error::TooDeep { max } => write!(f, "nesting deeper than {max} levels"),
+            Error::MissingField { key } => write!(f, "missing field {key:?}"),
+            Error::WrongType { key, expected } => write!(f, "field {key:?} is not {expected}"),
+            Error::OutputFull { queued, max } => write!(
+                f,
+                "peer too slow: {queued} bytes of output queued, the maximum is {max}"
+            ),
+            Error::IdleTimeout(d) => write!(f, "nothing received for {:.1} s", d.as_secs_f64()),
+            Error::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
+            Error::Closed => f.write_str("connection closed"),
+            Error::Handler(e) => write!(f, "handler error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Handler(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// Why a connection ended. Given to `on_close` and `on_disconnect`, exactly once per connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The peer closed its side (end of stream). Everything it sent before was handled and the
+    /// answers queued before the close are still delivered.
+    PeerClosed,
+    /// This side called `close()`. Queued output is still delivered.
+    Closed,
+    /// The server is stopping. Queued output is still delivered, within
+    /// [`Config::linger`](crate::Config::linger).
+    ServerStopped,
+    /// A fatal error: see [`Error::is_fatal`].
+    Error(Error),
+}
+
+impl DisconnectReason {
+    /// The error, when the connection ended because of one.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            DisconnectReason::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::PeerClosed => f.write_str("closed by peer"),
+            DisconnectReason::Closed => f.write_str("closed locally"),
+            DisconnectReason::ServerStopped => f.write_str("server stopped"),
+            DisconnectReason::Error(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}

@@ -1,0 +1,864 @@
+//! Incoming messages, read in place.
+//!
+//! A [`Message`] borrows one frame's payload. Building it validates the whole payload once, in
+//! a single pass with no allocation: well-formed msgpack, a map at the top, UTF-8 strings,
+//! nesting no deeper than the configured maximum, element counts that fit in the bytes present.
+//! The `"action"` value is located during that pass. Fields are then read on demand by walking
+//! the map, and an owned [`rmpv::Value`] is built only when a handler asks for one.
+//!
+//! ```
+//! use repod::{msg, Encode, Message};
+//!
+//! let mut payload = Vec::new();
+//! msg! { "action": "move", "x": 3.5, "y": -2, "name": "Alice" }.encode(&mut payload);
+//!
+//! let m = Message::parse(&payload).unwrap();
+//! assert_eq!(m.action(), "move");
+//! assert_eq!(m.f64("x").unwrap(), 3.5);
+//! assert_eq!(m.i64("y").unwrap(), -2);
+//! assert_eq!(m.str("name").unwrap(), "Alice");
+//! assert!(m.str("missing").is_err());
+//! ```
+
+use std::fmt;
+
+use rmp::Marker;
+
+use crate::encode::Encode;
+use crate::Error;
+
+/// Default maximum nesting of arrays and maps inside a message (the top-level map is level 1).
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+
+/// One received message: a validated msgpack map, borrowed from the connection's read buffer.
+#[derive(Clone, Copy)]
+pub struct Message<'a> {
+    payload: &'a [u8],
+    action: &'a str,
+    has_action: bool,
+}
+
+impl<'a> Message<'a> {
+    /// Validates `payload` with the default nesting limit and returns a view of it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMsgpack`], [`Error::NotAMap`], [`Error::InvalidUtf8`],
+    /// [`Error::ActionNotString`] or [`Error::TooDeep`].
+    pub fn parse(payload: &'a [u8]) -> Result<Self, Error> {
+        Self::parse_with_depth(payload, DEFAULT_MAX_DEPTH)
+    }
+
+    /// Validates `payload`, allowing arrays and maps nested `max_depth` levels deep.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::parse`].
+    pub fn parse_with_depth(payload: &'a [u8], max_depth: usize) -> Result<Self, Error> {
+        let mut v = Validator {
+            buf: payload,
+            pos: 0,
+            max_depth,
+        };
+        let (marker, _) = v.marker()?;
+        let entries = match marker {
+            Marker::FixMap(n) => n as usize,
+            Marker::Map16 => v.len_u16()?,
+            Marker::Map32 => v.len_u32()?,
+            _ => {
+                // Still report broken msgpack as such, rather than as "not a map".
+                v.pos = 0;
+                v.value(1)?;
+                v.finish()?;
+                return Err(Error::NotAMap);
+            }
+        };
+        if max_depth == 0 {
+            return Err(Error::TooDeep { max: max_depth });
+        }
+        v.plausible(entries.saturating_mul(2))?;
+        let mut action = None;
+        for _ in 0..entries {
+            let key_start = v.pos;
+            v.value(2)?;
+            let is_action = &payload[key_start..v.pos] == b"\xa6action";
+            let value_start = v.pos;
+            v.value(2)?;
+            if is_action {
+                // Python keeps the last of duplicate keys; so do we.
+                action = Some(str_at(payload, value_start).ok_or(Error::ActionNotString)?);
+            }
+        }
+        v.finish()?;
+        Ok(Message {
+            payload,
+            action: action.unwrap_or(""),
+            has_action: action.is_some(),
+        })
+    }
+
+    /// The `"action"` value, or `""` when the map has no `"action"` key.
+    pub fn action(&self) -> &'a str {
+        self.action
+    }
+
+    /// Whether the map has an `"action"` key.
+    pub fn has_action(&self) -> bool {
+        self.has_action
+    }
+
+    /// The raw msgpack payload (without the length prefix).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// The whole message as a [`Field`] (a map).
+    pub fn as_field(&self) -> Field<'a> {
+        Field { raw: self.payload }
+    }
+
+    /// The value stored under the string key `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Field<'a>> {
+        self.as_field().get(key)
+    }
+
+    /// Every `(key, value)` entry, in wire order.
+    pub fn entries(&self) -> MapIter<'a> {
+        self.as_field()
+            .entries()
+            .expect("a validated message is a map")
+    }
+
+    /// The value under `key`, or [`Error::MissingField`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`].
+    pub fn field(&self, key: &str) -> Result<Field<'a>, Error> {
+        self.get(key).ok_or_else(|| Error::MissingField { key: key.into() })
+    }
+
+    fn typed<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        f: impl FnOnce(Field<'a>) -> Option<T>,
+    ) -> Result<T, Error> {
+        f(self.field(key)?).ok_or_else(|| Error::WrongType {
+            key: key.into(),
+            expected,
+        })
+    }
+
+    /// The string under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn str(&self, key: &str) -> Result<&'a str, Error> {
+        self.typed(key, "a string", |f| f.as_str())
+    }
+
+    /// The bytes (msgpack bin, Python `bytes`) under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn bin(&self, key: &str) -> Result<&'a [u8], Error> {
+        self.typed(key, "bytes", |f| f.as_bin())
+    }
+
+    /// The boolean under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn bool(&self, key: &str) -> Result<bool, Error> {
+        self.typed(key, "a boolean", |f| f.as_bool())
+    }
+
+    /// The integer under `key`, if it fits an `i64`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn i64(&self, key: &str) -> Result<i64, Error> {
+        self.typed(key, "an i64", |f| f.as_i64())
+    }
+
+    /// The integer under `key`, if it fits a `u64`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn u64(&self, key: &str) -> Result<u64, Error> {
+        self.typed(key, "a u64", |f| f.as_u64())
+    }
+
+    /// The integer under `key`, if it fits an `i32`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn i32(&self, key: &str) -> Result<i32, Error> {
+        self.typed(key, "an i32", |f| f.as_i64().and_then(|v| v.try_into().ok()))
+    }
+
+    /// The integer under `key`, if it fits a `u32`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn u32(&self, key: &str) -> Result<u32, Error> {
+        self.typed(key, "a u32", |f| f.as_u64().and_then(|v| v.try_into().ok()))
+    }
+
+    /// The number under `key` as an `f64`: floats, and integers as Python's `float(x)` would.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] or [`Error::WrongType`].
+    pub fn f64(&self, key: &str) -> Result<f64, Error> {
+        self.typed(key, "a number", |f| f.as_f64())
+    }
+
+    /// The whole message as an owned [`rmpv::Value`] (allocates).
+    pub fn to_value(&self) -> rmpv::Value {
+        self.as_field().to_value()
+    }
+
+    /// Copies the payload into an [`OwnedMessage`] that outlives the read buffer.
+    pub fn to_owned(&self) -> OwnedMessage {
+        OwnedMessage {
+            payload: self.payload.to_vec(),
+        }
+    }
+
+    /// Encodes this map again with its action replaced by `action`, copying every other entry
+    /// as raw bytes (no decoding, no allocation). Adds the key when the message had none.
+    ///
+    /// ```
+    /// use repod::{msg, Encode, Message};
+    /// let mut p = Vec::new();
+    /// msg! { "action": "echo", "n": 7 }.encode(&mut p);
+    /// let m = Message::parse(&p).unwrap();
+    /// let mut reply = Vec::new();
+    /// m.with_action("echo_reply").encode(&mut reply);
+    /// let r = Message::parse(&reply).unwrap();
+    /// assert_eq!((r.action(), r.i64("n").unwrap()), ("echo_reply", 7));
+    /// ```
+    pub fn with_action<'b>(&self, action: &'b str) -> WithAction<'a, 'b> {
+        WithAction {
+            message: *self,
+            action,
+        }
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_value(), f)
+    }
+}
+
+impl Encode for Message<'_> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.payload);
+    }
+}
+
+/// See [`Message::with_action`].
+#[derive(Debug, Clone, Copy)]
+pub struct WithAction<'a, 'b> {
+    message: Message<'a>,
+    action: &'b str,
+}
+
+impl Encode for WithAction<'_, '_> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let entries = self.message.entries();
+        let len = entries.len() + usize::from(!self.message.has_action);
+        let _ = rmp::encode::write_map_len(buf, len as u32);
+        let _ = rmp::encode::write_str(buf, "action");
+        let _ = rmp::encode::write_str(buf, self.action);
+        for (k, v) in entries {
+            if k.as_str() != Some("action") {
+                buf.extend_from_slice(k.raw);
+                buf.extend_from_slice(v.raw);
+            }
+        }
+    }
+}
+
+/// A message that owns its payload: what the low-level [`Connection`](crate::Connection) hands
+/// out, and what to keep when a message must outlive its handler.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OwnedMessage {
+    payload: Vec<u8>,
+}
+
+impl OwnedMessage {
+    /// Takes ownership of an already validated payload.
+    pub(crate) fn from_validated(payload: Vec<u8>) -> Self {
+        OwnedMessage { payload }
+    }
+
+    /// Validates `payload` and takes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::parse`].
+    pub fn parse(payload: Vec<u8>) -> Result<Self, Error> {
+        Message::parse(&payload)?;
+        Ok(OwnedMessage { payload })
+    }
+
+    /// A borrowed view, with every accessor of [`Message`].
+    pub fn message(&self) -> Message<'_> {
+        // Validated on construction, and validation is deterministic.
+        Message::parse_with_depth(&self.payload, usize::MAX).expect("validated on construction")
+    }
+
+    /// The action, or `""`.
+    pub fn action(&self) -> &str {
+        self.message().action()
+    }
+
+    /// The raw msgpack payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The message as an owned [`rmpv::Value`].
+    pub fn to_value(&self) -> rmpv::Value {
+        self.message().to_value()
+    }
+}
+
+impl fmt::Debug for OwnedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.message(), f)
+    }
+}
+
+impl Encode for OwnedMessage {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.payload);
+    }
+}
+
+/// One msgpack value inside a validated message, as its raw bytes.
+///
+/// Accessors return `None` when the value has another type (or, for numbers, does not fit).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Field<'a> {
+    /// The value's raw msgpack bytes.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    fn marker(&self) -> Marker {
+        Marker::from_u8(self.raw[0])
+    }
+
+    fn tail(&self, from: usize, n: usize) -> Option<&'a [u8]> {
+        self.raw.get(from..from.checked_add(n)?)
+    }
+
+    fn be(&self, n: usize) -> Option<u64> {
+        let b = self.tail(1, n)?;
+        Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    }
+
+    /// Whether the value is nil (Python `None`).
+    pub fn is_nil(&self) -> bool {
+        self.marker() == Marker::Null
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.marker() {
+            Marker::True => Some(true),
+            Marker::False => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The integer as an `i128` (covers every msgpack integer), if this is one.
+    fn as_int(&self) -> Option<i128> {
+        Some(match self.marker() {
+            Marker::FixPos(v) => v.into(),
+            Marker::FixNeg(v) => v.into(),
+            Marker::U8 => self.be(1)?.into(),
+            Marker::U16 => self.be(2)?.into(),
+            Marker::U32 => self.be(4)?.into(),
+            Marker::U64 => self.be(8)?.into(),
+            Marker::I8 => (self.be(1)? as u8 as i8).into(),
+            Marker::I16 => (self.be(2)? as u16 as i16).into(),
+            Marker::I32 => (self.be(4)? as u32 as i32).into(),
+            Marker::I64 => (self.be(8)? as i64).into(),
+            _ => return None,
+        })
+    }
+
+    /// The integer, if this is one and it fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.as_int()?.try_into().ok()
+    }
+
+    /// The integer, if this is one and it fits a `u64`.
+    pub fn as_u64(&self) -> Option<u64> {
+        self.as_int()?.try_into().ok()
+    }
+
+    /// The number as an `f64`: floats, and integers (as Python's `float(x)` would).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self.marker() {
+            Marker::F32 => Some(f32::from_bits(self.be(4)? as u32).into()),
+            Marker::F64 => Some(f64::from_bits(self.be(8)?)),
+            _ => self.as_int().map(|v| v as f64),
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&'a str> {
+        str_at(self.raw, 0)
+    }
+
+    /// The bytes, if this is a msgpack bin (Python `bytes`).
+    pub fn as_bin(&self) -> Option<&'a [u8]> {
+        let (hdr, len) = match self.marker() {
+            Marker::Bin8 => (2, self.be(1)?),
+            Marker::Bin16 => (3, self.be(2)?),
+            Marker::Bin32 => (5, self.be(4)?),
+            _ => return None,
+        };
+        self.tail(hdr, len as usize)
+    }
+
+    /// The elements, if this is an array.
+    pub fn elements(&self) -> Option<ArrayIter<'a>> {
+        let (hdr, len) = match self.marker() {
+            Marker::FixArray(n) => (1, n as u64),
+            Marker::Array16 => (3, self.be(2)?),
+            Marker::Array32 => (5, self.be(4)?),
+            _ => return None,
+        };
+        Some(ArrayIter {
+            rest: self.raw.get(hdr..)?,
+            left: len as usize,
+        })
+    }
+
+    /// The `(key, value)` entries, if this is a map.
+    pub fn entries(&self) -> Option<MapIter<'a>> {
+        let (hdr, len) = match self.marker() {
+            Marker::FixMap(n) => (1, n as u64),
+            Marker::Map16 => (3, self.be(2)?),
+            Marker::Map32 => (5, self.be(4)?),
+            _ => return None,
+        };
+        Some(MapIter {
+            inner: ArrayIter {
+                rest: self.raw.get(hdr..)?,
+                left: (len as usize).saturating_mul(2),
+            },
+        })
+    }
+
+    /// The value under the string key `key`, if this is a map that has it (the last one wins,
+    /// as in Python).
+    pub fn get(&self, key: &str) -> Option<Field<'a>> {
+        self.entries()?
+            .filter(|(k, _)| k.as_str() == Some(key))
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// The value as an owned [`rmpv::Value`] (allocates).
+    pub fn to_value(&self) -> rmpv::Value {
+        // The message was validated (depth included), so this cannot fail; Nil is unreachable.
+        rmpv::decode::read_value(&mut &self.raw[..]).unwrap_or(rmpv::Value::Nil)
+    }
+}
+
+impl fmt::Debug for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_value(), f)
+    }
+}
+
+impl Encode for Field<'_> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.raw);
+    }
+}
+
+/// Iterator over the elements of an array [`Field`].
+#[derive(Debug, Clone)]
+pub struct ArrayIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for ArrayIter<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let len = value_len(self.rest)?;
+        let (raw, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        self.left -= 1;
+        Some(Field { raw })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for ArrayIter<'_> {}
+
+/// Iterator over the `(key, value)` entries of a map [`Field`].
+#[derive(Debug, Clone)]
+pub struct MapIter<'a> {
+    inner: ArrayIter<'a>,
+}
+
+impl<'a> Iterator for MapIter<'a> {
+    type Item = (Field<'a>, Field<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some((self.inner.next()?, self.inner.next()?))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.inner.left / 2, Some(self.inner.left / 2))
+    }
+}
+
+impl ExactSizeIterator for MapIter<'_> {}
+
+/// The string starting at `pos`, if the value there is a valid UTF-8 msgpack str.
+fn str_at(buf: &[u8], pos: usize) -> Option<&str> {
+    let f = Field {
+        raw: buf.get(pos..)?,
+    };
+    let (hdr, len) = match f.marker() {
+        Marker::FixStr(n) => (1, n as u64),
+        Marker::Str8 => (2, f.be(1)?),
+        Marker::Str16 => (3, f.be(2)?),
+        Marker::Str32 => (5, f.be(4)?),
+        _ => return None,
+    };
+    std::str::from_utf8(f.tail(hdr, len as usize)?).ok()
+}
+
+/// Length in bytes of the (validated) value at the start of `buf`. `None` on malformed input,
+/// which cannot happen inside a validated message.
+fn value_len(buf: &[u8]) -> Option<usize> {
+    let mut v = Validator {
+        buf,
+        pos: 0,
+        max_depth: usize::MAX,
+    };
+    v.skip_trusted().ok()?;
+    Some(v.pos)
+}
+
+/// Single-pass msgpack validator over an untrusted buffer. Every read is bounds-checked; work is
+/// linear in the buffer length because each element consumes at least one byte.
+struct Validator<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl Validator<'_> {
+    fn err(&self, reason: &'static str) -> Error {
+        Error::InvalidMsgpack {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    fn marker(&mut self) -> Result<(Marker, usize), Error> {
+        let at = self.pos;
+        let b = *self.buf.get(at).ok_or_else(|| self.err("truncated"))?;
+        self.pos += 1;
+        Ok((Marker::from_u8(b), at))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], Error> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| self.err("truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn be(&mut self, n: usize) -> Result<usize, Error> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    }
+
+    fn len_u16(&mut self) -> Result<usize, Error> {
+        self.be(2)
+    }
+
+    fn len_u32(&mut self) -> Result<usize, Error> {
+        self.be(4)
+    }
+
+    /// Each element needs at least one byte: reject counts the rest of the buffer cannot hold,
+    /// before looping over them.
+    fn plausible(&self, elements: usize) -> Result<(), Error> {
+        if elements > self.buf.len() - self.pos {
+            return Err(self.err("element count exceeds the bytes present"));
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), Error> {
+        if self.pos != self.buf.len() {
+            return Err(self.err("trailing bytes after the message"));
+        }
+        Ok(())
+    }
+
+    /// Validates one value at nesting `depth` (the top-level map's entries are at depth 2).
+    fn value(&mut self, depth: usize) -> Result<(), Error> {
+        let (marker, at) = self.marker()?;
+        let (children, skip) = match marker {
+            Marker::FixPos(_)
+            | Marker::FixNeg(_)
+            | Marker::Null
+            | Marker::True
+            | Marker::False => (0, 0),
+            Marker::U8 | Marker::I8 => (0, 1),
+            Marker::U16 | Marker::I16 => (0, 2),
+            Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
+            Marker::U64 | Marker::I64 | Marker::F64 => (0, 8),
+            Marker::FixStr(n) => return self.utf8(n as usize, at),
+            Marker::Str8 => {
+                let n = self.be(1)?;
+                return self.utf8(n, at);
+            }
+            Marker::Str16 => {
+                let n = self.be(2)?;
+                return self.utf8(n, at);
+            }
+            Marker::Str32 => {
+                let n = self.be(4)?;
+                return self.utf8(n, at);
+            }
+            Marker::Bin8 => (0, self.be(1)?),
+            Marker::Bin16 => (0, self.be(2)?),
+            Marker::Bin32 => (0, self.be(4)?),
+            Marker::FixExt1 => (0, 2),
+            Marker::FixExt2 => (0, 3),
+            Marker::FixExt4 => (0, 5),
+            Marker::FixExt8 => (0, 9),
+            Marker::FixExt16 => (0, 17),
+            Marker::Ext8 => (0, self.be(1)? + 1),
+            Marker::Ext16 => (0, self.be(2)? + 1),
+            Marker::Ext32 => (0, self.be(4)? + 1),
+            Marker::FixArray(n) => (n as usize, 0),
+            Marker::Array16 => (self.len_u16()?, 0),
+            Marker::Array32 => (self.len_u32()?, 0),
+            Marker::FixMap(n) => ((n as usize) * 2, 0),
+            Marker::Map16 => (self.len_u16()?.saturating_mul(2), 0),
+            Marker::Map32 => (self.len_u32()?.saturating_mul(2), 0),
+            Marker::Reserved => {
+                self.pos = at;
+                return Err(self.err("reserved marker 0xc1"));
+            }
+        };
+        self.take(skip)?;
+        if matches!(
+            marker,
+            Marker::FixArray(_)
+                | Marker::Array16
+                | Marker::Array32
+                | Marker::FixMap(_)
+                | Marker::Map16
+                | Marker::Map32
+        ) {
+            if depth > self.max_depth {
+                return Err(Error::TooDeep {
+                    max: self.max_depth,
+                });
+            }
+            self.plausible(children)?;
+            for _ in 0..children {
+                self.value(depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn utf8(&mut self, n: usize, at: usize) -> Result<(), Error> {
+        let s = self.take(n)?;
+        if std::str::from_utf8(s).is_err() {
+            return Err(Error::InvalidUtf8 { offset: at });
+        }
+        Ok(())
+    }
+
+    /// Skips one value of a buffer that was already validated: no UTF-8 or depth checks, and
+    /// iterative so that it needs no stack however deep the value is.
+    fn skip_trusted(&mut self) -> Result<(), Error> {
+        let mut pending: usize = 1;
+        while pending > 0 {
+            pending -= 1;
+            let (marker, _) = self.marker()?;
+            let (children, skip) = match marker {
+                Marker::U8 | Marker::I8 => (0, 1),
+                Marker::U16 | Marker::I16 => (0, 2),
+                Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
+                Marker::U64 | Marker::I64 | Marker::F64 => (0, 8),
+                Marker::FixStr(n) => (0, n as usize),
+                Marker::Str8 | Marker::Bin8 => (0, self.be(1)?),
+                Marker::Str16 | Marker::Bin16 => (0, self.be(2)?),
+                Marker::Str32 | Marker::Bin32 => (0, self.be(4)?),
+                Marker::FixExt1 => (0, 2),
+                Marker::FixExt2 => (0, 3),
+                Marker::FixExt4 => (0, 5),
+                Marker::FixExt8 => (0, 9),
+                Marker::FixExt16 => (0, 17),
+                Marker::Ext8 => (0, self.be(1)? + 1),
+                Marker::Ext16 => (0, self.be(2)? + 1),
+                Marker::Ext32 => (0, self.be(4)? + 1),
+                Marker::FixArray(n) => (n as usize, 0),
+                Marker::Array16 => (self.be(2)?, 0),
+                Marker::Array32 => (self.be(4)?, 0),
+                Marker::FixMap(n) => (n as usize * 2, 0),
+                Marker::Map16 => (self.be(2)? * 2, 0),
+                Marker::Map32 => (self.be(4)?.saturating_mul(2), 0),
+                Marker::Reserved => return Err(self.err("reserved marker 0xc1")),
+                _ => (0, 0),
+            };
+            self.take(skip)?;
+            pending = pending.saturating_add(children);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg;
+
+    fn enc(e: impl Encode) -> Vec<u8> {
+        let mut v = Vec::new();
+        e.encode(&mut v);
+        v
+    }
+
+    #[test]
+    fn finds_action_and_fields() {
+        let p = enc(msg! { "x": 1, "action": "chat", "text": "héllo", "list": [1u8, 2, 3] });
+        let m = Message::parse(&p).unwrap();
+        assert_eq!(m.action(), "chat");
+        assert!(m.has_action());
+        assert_eq!(m.str("text").unwrap(), "héllo");
+        let list: Vec<u64> = m
+            .field("list")
+            .unwrap()
+            .elements()
+            .unwrap()
+            .map(|f| f.as_u64().unwrap())
+            .collect();
+        assert_eq!(list, [1, 2, 3]);
+        assert!(matches!(m.str("x"), Err(Error::WrongType { .. })));
+        assert!(matches!(m.u32("nope"), Err(Error::MissingField { .. })));
+    }
+
+    #[test]
+    fn no_action_is_empty_string() {
+        let p = enc(msg! { "text": "hi" });
+        let m = Message::parse(&p).unwrap();
+        assert_eq!(m.action(), "");
+        assert!(!m.has_action());
+    }
+
+    #[test]
+    fn error_cases_are_distinct() {
+        assert!(matches!(Message::parse(b"\x93\x01\x02\x03"), Err(Error::NotAMap)));
+        assert!(matches!(Message::parse(b"\xc1"), Err(Error::InvalidMsgpack { .. })));
+        assert!(matches!(Message::parse(b"\x81\xa1a"), Err(Error::InvalidMsgpack { .. })));
+        assert!(matches!(Message::parse(b"\x80\x00"), Err(Error::InvalidMsgpack { .. })));
+        assert!(matches!(Message::parse(b""), Err(Error::InvalidMsgpack { .. })));
+        assert!(matches!(
+            Message::parse(b"\x81\xa6action\x05"),
+            Err(Error::ActionNotString)
+        ));
+        assert!(matches!(
+            Message::parse(b"\x81\xa1a\xa2\xff\xfe"),
+            Err(Error::InvalidUtf8 { offset: 3 })
+        ));
+        // 2^32-1 entries announced in a few bytes: rejected without looping.
+        assert!(matches!(
+            Message::parse(b"\xdf\xff\xff\xff\xff\x01"),
+            Err(Error::InvalidMsgpack { .. })
+        ));
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let mut p = b"\x81\xa1a".to_vec();
+        p.extend(std::iter::repeat_n(0x91u8, 40));
+        p.push(0xc0);
+        assert!(matches!(
+            Message::parse_with_depth(&p, 10),
+            Err(Error::TooDeep { max: 10 })
+        ));
+        assert!(Message::parse_with_depth(&p, 41).is_ok());
+    }
+
+    #[test]
+    fn integers_at_every_width() {
+        let p = enc(msg! {
+            "a": u64::MAX, "b": i64::MIN, "c": -1, "d": 200u8, "e": -200i16, "f": 70000, "g": -70000
+        });
+        let m = Message::parse(&p).unwrap();
+        assert_eq!(m.u64("a").unwrap(), u64::MAX);
+        assert!(m.i64("a").is_err());
+        assert_eq!(m.i64("b").unwrap(), i64::MIN);
+        assert_eq!(m.i64("c").unwrap(), -1);
+        assert_eq!(m.u32("d").unwrap(), 200);
+        assert_eq!(m.i32("e").unwrap(), -200);
+        assert_eq!(m.u64("f").unwrap(), 70000);
+        assert_eq!(m.i64("g").unwrap(), -70000);
+        assert_eq!(m.f64("g").unwrap(), -70000.0);
+        assert_eq!(m.to_value()["a"], rmpv::Value::from(u64::MAX));
+    }
+
+    #[test]
+    fn with_action_keeps_other_fields_raw() {
+        let p = enc(msg! { "action": "echo", "seq": 5, "pos": [1.5, 2.5] });
+        let m = Message::parse(&p).unwrap();
+        let r = enc(m.with_action("echo_reply"));
+        let r = Message::parse(&r).unwrap();
+        assert_eq!(r.action(), "echo_reply");
+        assert_eq!(r.entries().len(), 3);
+        assert_eq!(r.field("pos").unwrap(), m.field("pos").unwrap());
+        let p = enc(msg! { "seq": 5 });
+        let r = enc(Message::parse(&p).unwrap().with_action("x"));
+        let r = Message::parse(&r).unwrap();
+        assert_eq!((r.action(), r.u64("seq").unwrap(), r.entries().len()), ("x", 5, 2));
+    }
+}
