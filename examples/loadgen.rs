@@ -1,0 +1,1181 @@
+//! Load generator for servers that speak the repod wire protocol.
+//!
+//! Frames are a 4-byte big-endian length followed by a msgpack map with an
+//! `"action"` key; a server greets each new connection with
+//! `{"action": "connected"}`. The scenarios target the *echo protocol*:
+//! `{"action": "echo", ...}` is answered to the sender as `"echo_reply"` with
+//! the other fields preserved, and `{"action": "broadcast", ...}` is sent to
+//! every connected client as `"broadcast_reply"`.
+//!
+//! This example deliberately uses only `mio`, `rmp` and `std` (not the
+//! `repod` API), so it can load any implementation of the protocol: repod,
+//! the baselines in `benches/baselines/`, or the Python library.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- SCENARIO [options]
+//!
+//! SCENARIOS
+//!   rtt         strict ping-pong per client: round trips/s, latency p50/p99/p999
+//!   throughput  each client keeps --window echoes in flight: replies/s, MB/s
+//!   fanout      client 0 broadcasts --rate times/s; every client counts
+//!               deliveries: deliveries/s, loss, delivery latency
+//!   conns       open --conns connections, wait for every greeting, report the
+//!               server's resident memory growth per connection (--pid)
+//!
+//! OPTIONS (defaults in brackets)
+//!   --addr HOST:PORT     server address [127.0.0.1:5071]
+//!   --duration SECS      measured time [5]
+//!   --clients N          connections [rtt 1, throughput 50, fanout 500]
+//!   --size BYTES         bin payload per message [64; fanout 200]
+//!   --window W           echoes in flight per client (throughput) [16]
+//!   --rate R             broadcasts per second (fanout) [30]
+//!   --count N            stop after N requests per client (rtt/throughput) or
+//!                        N broadcasts (fanout) even if time remains [unbounded]
+//!   --conns N            connections to open (conns) [1000]
+//!   --pid PID            server process whose VmRSS is read (conns)
+//!   --settle-ms MS       wait before reading VmRSS after the last greeting [500]
+//!   --threads T          client threads, each with its own mio Poll [1]
+//!                        (conns always uses one)
+//!   --connect-batch B    connections allowed to wait for their greeting at
+//!                        once, so small accept backlogs don't overflow [64]
+//!   --drain-ms MS        fanout: keep receiving after the last send [1000]
+//!   --timeout SECS       limit for connecting and greeting everybody [60]
+//!   --raw                count any frame carrying our seq as an echo reply
+//! ```
+//!
+//! Echo replies are matched by their `seq` field; both `echo_reply` and an
+//! unchanged `echo` (what the raw frame-echo baseline sends back) are accepted.
+//! Latencies use one monotonic clock (nanoseconds since the program started)
+//! that is written into each request as `"t"` and read back from the reply.
+//!
+//! The output is human readable, followed by one line `RESULT {json}` with the
+//! numbers, for scripts that collect medians over several runs.
+//!
+//! Limitations: source addresses are not spread (binding a socket before
+//! `connect` needs a crate such as `socket2`), so one client process is limited
+//! to the kernel's ephemeral port range per server address (about 28 000 on a
+//! default Linux `ip_local_port_range`). Only use it against servers on your
+//! own machine or network.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use rmp::Marker;
+
+const USAGE: &str =
+    "usage: loadgen rtt|throughput|fanout|conns [--addr HOST:PORT] [--duration SECS] \
+[--clients N] [--size BYTES] [--window W] [--rate R] [--count N] [--conns N] [--pid PID] \
+[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--raw]";
+
+/// Shared read buffer per thread.
+const READ_BUF: usize = 256 * 1024;
+/// A frame announcing more than this is treated as a protocol error.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Clock
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds since the program started (monotonic, shared by all threads).
+fn now_ns() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Rtt,
+    Throughput,
+    Fanout,
+    Conns,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Rtt => "rtt",
+            Scenario::Throughput => "throughput",
+            Scenario::Fanout => "fanout",
+            Scenario::Conns => "conns",
+        }
+    }
+}
+
+struct Config {
+    scenario: Scenario,
+    addr: SocketAddr,
+    duration: Duration,
+    clients: usize,
+    size: usize,
+    window: usize,
+    rate: f64,
+    count: u64,
+    conns: usize,
+    pid: Option<u32>,
+    settle: Duration,
+    threads: usize,
+    connect_batch: usize,
+    drain: Duration,
+    timeout: Duration,
+    raw: bool,
+}
+
+fn parse_args() -> Result<Config, String> {
+    let mut args = std::env::args().skip(1);
+    let scenario = match args.next().as_deref() {
+        Some("rtt") => Scenario::Rtt,
+        Some("throughput") => Scenario::Throughput,
+        Some("fanout") => Scenario::Fanout,
+        Some("conns") => Scenario::Conns,
+        Some(other) => return Err(format!("unknown scenario {other:?}")),
+        None => return Err("missing scenario".into()),
+    };
+    let mut cfg = Config {
+        scenario,
+        addr: SocketAddr::from(([127, 0, 0, 1], 5071)),
+        duration: Duration::from_secs(5),
+        clients: match scenario {
+            Scenario::Rtt => 1,
+            Scenario::Throughput => 50,
+            Scenario::Fanout => 500,
+            Scenario::Conns => 0,
+        },
+        size: if scenario == Scenario::Fanout {
+            200
+        } else {
+            64
+        },
+        window: if scenario == Scenario::Throughput {
+            16
+        } else {
+            1
+        },
+        rate: 30.0,
+        count: u64::MAX,
+        conns: 1000,
+        pid: None,
+        settle: Duration::from_millis(500),
+        threads: 1,
+        connect_batch: 64,
+        drain: Duration::from_millis(1000),
+        timeout: Duration::from_secs(60),
+        raw: false,
+    };
+    fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
+        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+        v.parse()
+            .map_err(|_| format!("bad value for {flag}: {v:?}"))
+    }
+    fn secs(flag: &str, v: Option<String>) -> Result<Duration, String> {
+        let s: f64 = value(flag, v)?;
+        if !(0.0..1e6).contains(&s) {
+            return Err(format!("bad value for {flag}: {s}"));
+        }
+        Ok(Duration::from_secs_f64(s))
+    }
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--addr" => {
+                let a: String = value(&flag, args.next())?;
+                cfg.addr = a
+                    .to_socket_addrs()
+                    .map_err(|e| format!("--addr {a}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("--addr {a}: no address"))?;
+            }
+            "--duration" => cfg.duration = secs(&flag, args.next())?,
+            "--clients" => cfg.clients = value(&flag, args.next())?,
+            "--size" => cfg.size = value(&flag, args.next())?,
+            "--window" => cfg.window = value(&flag, args.next())?,
+            "--rate" => cfg.rate = value(&flag, args.next())?,
+            "--count" => cfg.count = value(&flag, args.next())?,
+            "--conns" => cfg.conns = value(&flag, args.next())?,
+            "--pid" => cfg.pid = Some(value(&flag, args.next())?),
+            "--settle-ms" => cfg.settle = Duration::from_millis(value(&flag, args.next())?),
+            "--threads" => cfg.threads = value(&flag, args.next())?,
+            "--connect-batch" => cfg.connect_batch = value(&flag, args.next())?,
+            "--drain-ms" => cfg.drain = Duration::from_millis(value(&flag, args.next())?),
+            "--timeout" => cfg.timeout = secs(&flag, args.next())?,
+            "--raw" => cfg.raw = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if scenario == Scenario::Rtt {
+        cfg.window = 1;
+    }
+    if scenario == Scenario::Conns {
+        cfg.threads = 1;
+        cfg.clients = cfg.conns;
+    }
+    if cfg.clients == 0 || cfg.window == 0 || cfg.threads == 0 || cfg.connect_batch == 0 {
+        return Err(
+            "--clients, --conns, --window, --threads and --connect-batch must be > 0".into(),
+        );
+    }
+    if !(cfg.rate.is_finite() && cfg.rate > 0.0) {
+        return Err("--rate must be > 0".into());
+    }
+    cfg.threads = cfg.threads.min(cfg.clients);
+    Ok(cfg)
+}
+
+// ---------------------------------------------------------------------------
+// Latency histogram: log-linear buckets, 64 per power of two (< 1.6 % error).
+
+const SUB_BITS: u32 = 7; // values below 2^7 are exact
+const HALF: u64 = 1 << (SUB_BITS - 1);
+const BUCKETS: usize = ((64 - SUB_BITS) as usize) * (HALF as usize) + (1 << SUB_BITS);
+
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max: u64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS],
+            total: 0,
+            max: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < (1 << SUB_BITS) {
+            return v as usize;
+        }
+        let msb = 63 - v.leading_zeros();
+        let shift = msb - (SUB_BITS - 1);
+        // `v >> shift` keeps the top SUB_BITS bits: in [HALF, 2 * HALF).
+        (shift as usize) * (HALF as usize) + (v >> shift) as usize
+    }
+
+    /// Midpoint of the bucket's value range.
+    fn value(idx: usize) -> u64 {
+        if idx < (1 << SUB_BITS) {
+            return idx as u64;
+        }
+        let shift = (idx / HALF as usize) as u32 - 1;
+        let mantissa = (idx % HALF as usize) as u64 + HALF;
+        (mantissa << shift) + ((1u64 << shift) >> 1)
+    }
+
+    fn record(&mut self, v: u64) {
+        self.counts[Self::index(v)] += 1;
+        self.total += 1;
+        self.max = self.max.max(v);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Value at quantile `q` (0..=1), in nanoseconds; 0 when empty.
+    fn quantile(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (idx, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::value(idx).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    fn us(&self, q: f64) -> f64 {
+        self.quantile(q) as f64 / 1000.0
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Connected,
+    Echo,
+    EchoReply,
+    Broadcast,
+    BroadcastReply,
+    Other,
+}
+
+/// The fields of a received map that loadgen cares about.
+#[derive(Clone, Copy)]
+struct Msg {
+    action: Action,
+    seq: Option<u64>,
+    t: Option<u64>,
+    /// Whole frame including the length prefix.
+    wire_len: usize,
+}
+
+/// A cursor over one msgpack payload; every method returns `None` on
+/// malformed or truncated input.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn be(&mut self, n: usize) -> Option<u64> {
+        Some(
+            self.take(n)?
+                .iter()
+                .fold(0u64, |acc, &b| (acc << 8) | b as u64),
+        )
+    }
+
+    fn marker(&mut self) -> Option<Marker> {
+        Some(Marker::from_u8(self.take(1)?[0]))
+    }
+
+    fn str(&mut self) -> Option<&'a [u8]> {
+        let len = match self.marker()? {
+            Marker::FixStr(n) => n as usize,
+            Marker::Str8 => self.be(1)? as usize,
+            Marker::Str16 => self.be(2)? as usize,
+            Marker::Str32 => self.be(4)? as usize,
+            _ => return None,
+        };
+        self.take(len)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        match self.marker()? {
+            Marker::FixPos(n) => Some(n as u64),
+            Marker::U8 | Marker::I8 => self.be(1),
+            Marker::U16 | Marker::I16 => self.be(2),
+            Marker::U32 | Marker::I32 => self.be(4),
+            Marker::U64 | Marker::I64 => self.be(8),
+            _ => None,
+        }
+    }
+
+    /// Skip one complete value (iteratively, so nesting cannot overflow).
+    fn skip(&mut self) -> Option<()> {
+        let mut remaining: u64 = 1;
+        while remaining > 0 {
+            remaining -= 1;
+            let skip = match self.marker()? {
+                Marker::FixPos(_) | Marker::FixNeg(_) => 0,
+                Marker::Null | Marker::True | Marker::False | Marker::Reserved => 0,
+                Marker::U8 | Marker::I8 => 1,
+                Marker::U16 | Marker::I16 => 2,
+                Marker::U32 | Marker::I32 | Marker::F32 => 4,
+                Marker::U64 | Marker::I64 | Marker::F64 => 8,
+                Marker::FixStr(n) => n as usize,
+                Marker::Str8 | Marker::Bin8 => self.be(1)? as usize,
+                Marker::Str16 | Marker::Bin16 => self.be(2)? as usize,
+                Marker::Str32 | Marker::Bin32 => self.be(4)? as usize,
+                Marker::FixExt1 => 2,
+                Marker::FixExt2 => 3,
+                Marker::FixExt4 => 5,
+                Marker::FixExt8 => 9,
+                Marker::FixExt16 => 17,
+                Marker::Ext8 => self.be(1)? as usize + 1,
+                Marker::Ext16 => self.be(2)? as usize + 1,
+                Marker::Ext32 => self.be(4)? as usize + 1,
+                Marker::FixArray(n) => {
+                    remaining += n as u64;
+                    0
+                }
+                Marker::Array16 => {
+                    remaining += self.be(2)?;
+                    0
+                }
+                Marker::Array32 => {
+                    remaining += self.be(4)?;
+                    0
+                }
+                Marker::FixMap(n) => {
+                    remaining += 2 * n as u64;
+                    0
+                }
+                Marker::Map16 => {
+                    remaining += 2 * self.be(2)?;
+                    0
+                }
+                Marker::Map32 => {
+                    remaining += 2 * self.be(4)?;
+                    0
+                }
+            };
+            self.take(skip)?;
+        }
+        Some(())
+    }
+}
+
+/// Extract action, seq and t from a payload; anything unreadable is `Other`.
+fn parse_msg(payload: &[u8]) -> Msg {
+    let mut msg = Msg {
+        action: Action::Other,
+        seq: None,
+        t: None,
+        wire_len: payload.len() + 4,
+    };
+    let mut c = Cursor {
+        buf: payload,
+        pos: 0,
+    };
+    let entries = match c.marker() {
+        Some(Marker::FixMap(n)) => n as u64,
+        Some(Marker::Map16) => c.be(2).unwrap_or(0),
+        Some(Marker::Map32) => c.be(4).unwrap_or(0),
+        _ => return msg,
+    };
+    for _ in 0..entries {
+        let key = match c.str() {
+            Some(k) => k,
+            None => return msg,
+        };
+        let ok = match key {
+            b"action" => c.str().map(|a| {
+                msg.action = match a {
+                    b"connected" => Action::Connected,
+                    b"echo" => Action::Echo,
+                    b"echo_reply" => Action::EchoReply,
+                    b"broadcast" => Action::Broadcast,
+                    b"broadcast_reply" => Action::BroadcastReply,
+                    _ => Action::Other,
+                }
+            }),
+            b"seq" => c.uint().map(|v| msg.seq = Some(v)),
+            b"t" => c.uint().map(|v| msg.t = Some(v)),
+            _ => c.skip(),
+        };
+        if ok.is_none() {
+            return msg;
+        }
+    }
+    msg
+}
+
+/// Parse every complete frame at the start of `buf` into `out`; returns the
+/// number of bytes consumed.
+fn split_frames(buf: &[u8], out: &mut Vec<Msg>) -> io::Result<usize> {
+    let mut pos = 0;
+    while buf.len() - pos >= 4 {
+        let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(ErrorKind::InvalidData, "frame too large"));
+        }
+        if buf.len() - pos - 4 < len {
+            break;
+        }
+        out.push(parse_msg(&buf[pos + 4..pos + 4 + len]));
+        pos += 4 + len;
+    }
+    Ok(pos)
+}
+
+/// Append one frame `{"action", "seq", "t", "payload"}` to `out`.
+fn push_request(out: &mut Vec<u8>, action: &str, seq: u64, t: u64, payload: &[u8]) {
+    const VEC_WRITE: &str = "writing to a Vec cannot fail";
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    rmp::encode::write_map_len(out, 4).expect(VEC_WRITE);
+    rmp::encode::write_str(out, "action").expect(VEC_WRITE);
+    rmp::encode::write_str(out, action).expect(VEC_WRITE);
+    rmp::encode::write_str(out, "seq").expect(VEC_WRITE);
+    rmp::encode::write_uint(out, seq).expect(VEC_WRITE);
+    rmp::encode::write_str(out, "t").expect(VEC_WRITE);
+    rmp::encode::write_uint(out, t).expect(VEC_WRITE);
+    rmp::encode::write_str(out, "payload").expect(VEC_WRITE);
+    rmp::encode::write_bin(out, payload).expect(VEC_WRITE);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+
+struct Client {
+    stream: TcpStream,
+    /// Incomplete frame carried over between reads.
+    pending: Vec<u8>,
+    /// Queued output; `wbuf[wpos..]` is unsent.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    greeted: bool,
+    /// Requests sent / next reply sequence expected (echo scenarios).
+    sent: u64,
+    expect: u64,
+}
+
+impl Client {
+    fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+
+    /// Read what is available, pushing complete messages to `out`.
+    /// Returns `Ok(true)` if the server closed the connection.
+    fn read_into(
+        &mut self,
+        scratch: &mut [u8],
+        drain: bool,
+        out: &mut Vec<Msg>,
+    ) -> io::Result<bool> {
+        loop {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if self.pending.is_empty() {
+                let used = split_frames(&scratch[..n], out)?;
+                self.pending.extend_from_slice(&scratch[used..n]);
+            } else {
+                self.pending.extend_from_slice(&scratch[..n]);
+                let used = split_frames(&self.pending, out)?;
+                self.pending.drain(..used);
+            }
+            // Edge-triggered: a short read means the socket is drained (a new
+            // arrival signals again), unless EOF/error must still be read.
+            if n < scratch.len() && !drain {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Handle one readiness event. Returns `Ok(true)` if the peer closed.
+    fn service(
+        &mut self,
+        event: &Event,
+        scratch: &mut [u8],
+        out: &mut Vec<Msg>,
+    ) -> io::Result<bool> {
+        if event.is_writable() {
+            self.flush()?;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            let drain = event.is_read_closed() || event.is_error();
+            return self.read_into(scratch, drain, out);
+        }
+        Ok(false)
+    }
+}
+
+/// One thread's connections and its own `Poll`.
+struct Worker {
+    poll: Poll,
+    events: Events,
+    clients: Vec<Client>,
+    scratch: Vec<u8>,
+    msgs: Vec<Msg>,
+}
+
+impl Worker {
+    fn new() -> io::Result<Self> {
+        Ok(Worker {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            clients: Vec::new(),
+            scratch: vec![0; READ_BUF],
+            msgs: Vec::with_capacity(1024),
+        })
+    }
+
+    fn poll(&mut self, timeout: Duration) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Open `n` connections, at most `batch` waiting for their greeting at a
+    /// time, and wait until every one is greeted.
+    fn connect_all(
+        &mut self,
+        addr: SocketAddr,
+        n: usize,
+        batch: usize,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let mut greeted = 0;
+        while greeted < n {
+            while self.clients.len() < n && self.clients.len() - greeted < batch {
+                let mut stream = TcpStream::connect(addr).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("connect #{} to {addr}: {e}", self.clients.len()),
+                    )
+                })?;
+                let token = Token(self.clients.len());
+                self.poll.registry().register(
+                    &mut stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                self.clients.push(Client {
+                    stream,
+                    pending: Vec::new(),
+                    wbuf: Vec::new(),
+                    wpos: 0,
+                    greeted: false,
+                    sent: 0,
+                    expect: 0,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    format!("only {greeted} of {n} connections greeted before --timeout"),
+                ));
+            }
+            self.poll((deadline - now).min(Duration::from_millis(100)))?;
+            let Worker {
+                events,
+                clients,
+                scratch,
+                msgs,
+                ..
+            } = self;
+            for event in events.iter() {
+                let idx = event.token().0;
+                let client = &mut clients[idx];
+                if event.is_writable() && !client.greeted {
+                    if let Some(e) = client.stream.take_error()? {
+                        return Err(io::Error::new(e.kind(), format!("connection #{idx}: {e}")));
+                    }
+                }
+                msgs.clear();
+                let closed = client
+                    .service(event, scratch, msgs)
+                    .map_err(|e| io::Error::new(e.kind(), format!("connection #{idx}: {e}")))?;
+                for m in msgs.iter() {
+                    if m.action == Action::Connected && !client.greeted {
+                        client.greeted = true;
+                        greeted += 1;
+                    }
+                }
+                if closed {
+                    return Err(io::Error::new(
+                        ErrorKind::ConnectionAborted,
+                        format!("connection #{idx} closed by the server during setup"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+#[derive(Default)]
+struct Stats {
+    replies: u64,
+    payload_bytes: u64,
+    wire_bytes: u64,
+    out_of_order: u64,
+    broadcasts_sent: u64,
+    elapsed: Duration,
+    hist: Option<Histogram>,
+}
+
+impl Stats {
+    fn merge(&mut self, other: Stats) {
+        self.replies += other.replies;
+        self.payload_bytes += other.payload_bytes;
+        self.wire_bytes += other.wire_bytes;
+        self.out_of_order += other.out_of_order;
+        self.broadcasts_sent += other.broadcasts_sent;
+        self.elapsed = self.elapsed.max(other.elapsed);
+        match (&mut self.hist, other.hist) {
+            (Some(a), Some(b)) => a.merge(&b),
+            (a @ None, b) => *a = b,
+            (Some(_), None) => {}
+        }
+    }
+}
+
+fn die(e: impl std::fmt::Display) -> ! {
+    eprintln!("loadgen: {e}");
+    std::process::exit(1);
+}
+
+/// Run `body` on `cfg.threads` threads, each with its share of the clients,
+/// after all of them are connected and greeted; returns the merged stats.
+fn run_threads(cfg: &Config, body: fn(&Config, &mut Worker, usize) -> io::Result<Stats>) -> Stats {
+    let barrier = Barrier::new(cfg.threads);
+    let setup_deadline = Instant::now() + cfg.timeout;
+    let connect_start = Instant::now();
+    let mut total = Stats::default();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..cfg.threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let n = cfg.clients / cfg.threads + usize::from(t < cfg.clients % cfg.threads);
+                    let mut worker = Worker::new().unwrap_or_else(|e| die(e));
+                    worker
+                        .connect_all(cfg.addr, n, cfg.connect_batch, setup_deadline)
+                        .unwrap_or_else(|e| die(e));
+                    if barrier.wait().is_leader() {
+                        println!(
+                            "{} connections greeted in {:.2}s; measuring for {:.1}s",
+                            cfg.clients,
+                            connect_start.elapsed().as_secs_f64(),
+                            cfg.duration.as_secs_f64()
+                        );
+                    }
+                    body(cfg, &mut worker, t).unwrap_or_else(|e| die(e))
+                })
+            })
+            .collect();
+        for h in handles {
+            total.merge(h.join().unwrap_or_else(|_| die("worker thread panicked")));
+        }
+    });
+    total
+}
+
+/// rtt and throughput: each client keeps `cfg.window` echoes in flight.
+fn echo_body(cfg: &Config, w: &mut Worker, _thread: usize) -> io::Result<Stats> {
+    let payload: Vec<u8> = (0..cfg.size).map(|i| i as u8).collect();
+    let mut hist = Histogram::new();
+    let mut st = Stats::default();
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    let mut outstanding: u64 = 0;
+    for c in w.clients.iter_mut() {
+        for _ in 0..(cfg.window as u64).min(cfg.count) {
+            push_request(&mut c.wbuf, "echo", c.sent, now_ns(), &payload);
+            c.sent += 1;
+            outstanding += 1;
+        }
+        c.flush()?;
+    }
+    loop {
+        let now = Instant::now();
+        if now >= end || outstanding == 0 {
+            break;
+        }
+        w.poll(end - now)?;
+        let sending = Instant::now() < end;
+        let Worker {
+            events,
+            clients,
+            scratch,
+            msgs,
+            ..
+        } = w;
+        for event in events.iter() {
+            let idx = event.token().0;
+            let c = &mut clients[idx];
+            msgs.clear();
+            let closed = c.service(event, scratch, msgs)?;
+            let t_recv = now_ns();
+            let mut answered = 0;
+            for m in msgs.iter() {
+                let is_reply = match m.action {
+                    Action::EchoReply | Action::Echo => true,
+                    _ => cfg.raw,
+                };
+                let Some(seq) = m.seq.filter(|_| is_reply) else {
+                    continue;
+                };
+                if seq != c.expect {
+                    st.out_of_order += 1;
+                }
+                c.expect = seq + 1;
+                if let Some(t) = m.t {
+                    hist.record(t_recv.saturating_sub(t));
+                }
+                st.replies += 1;
+                st.payload_bytes += cfg.size as u64;
+                st.wire_bytes += m.wire_len as u64;
+                answered += 1;
+            }
+            outstanding -= answered.min(outstanding);
+            if sending {
+                let t = now_ns();
+                for _ in 0..answered {
+                    if c.sent >= cfg.count {
+                        break;
+                    }
+                    push_request(&mut c.wbuf, "echo", c.sent, t, &payload);
+                    c.sent += 1;
+                    outstanding += 1;
+                }
+            }
+            c.flush()?;
+            if closed {
+                return Err(io::Error::new(
+                    ErrorKind::ConnectionAborted,
+                    format!("connection #{idx} closed by the server"),
+                ));
+            }
+        }
+    }
+    st.elapsed = start
+        .elapsed()
+        .min(cfg.duration)
+        .max(Duration::from_micros(1));
+    st.hist = Some(hist);
+    Ok(st)
+}
+
+/// fanout: client 0 of thread 0 broadcasts at `cfg.rate`; everyone counts.
+fn fanout_body(cfg: &Config, w: &mut Worker, thread: usize) -> io::Result<Stats> {
+    let payload: Vec<u8> = (0..cfg.size).map(|i| i as u8).collect();
+    let mut hist = Histogram::new();
+    let mut st = Stats::default();
+    let sender = thread == 0;
+    let interval = Duration::from_secs_f64(1.0 / cfg.rate);
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    let stop = end + cfg.drain;
+    let mut next_send = start;
+    loop {
+        let now = Instant::now();
+        if now >= stop {
+            break;
+        }
+        if sender && now < end && st.broadcasts_sent < cfg.count {
+            let c = &mut w.clients[0];
+            while next_send <= now && st.broadcasts_sent < cfg.count {
+                push_request(
+                    &mut c.wbuf,
+                    "broadcast",
+                    st.broadcasts_sent,
+                    now_ns(),
+                    &payload,
+                );
+                st.broadcasts_sent += 1;
+                next_send += interval;
+            }
+            c.flush()?;
+        }
+        let mut wake = stop;
+        if sender && next_send < end && st.broadcasts_sent < cfg.count {
+            wake = wake.min(next_send);
+        }
+        w.poll(wake.saturating_duration_since(Instant::now()))?;
+        let Worker {
+            events,
+            clients,
+            scratch,
+            msgs,
+            ..
+        } = w;
+        for event in events.iter() {
+            let idx = event.token().0;
+            let c = &mut clients[idx];
+            msgs.clear();
+            let closed = c.service(event, scratch, msgs)?;
+            let t_recv = now_ns();
+            for m in msgs.iter() {
+                if m.action == Action::BroadcastReply {
+                    st.replies += 1;
+                    st.wire_bytes += m.wire_len as u64;
+                    st.payload_bytes += cfg.size as u64;
+                    if let Some(t) = m.t {
+                        hist.record(t_recv.saturating_sub(t));
+                    }
+                }
+            }
+            if closed {
+                return Err(io::Error::new(
+                    ErrorKind::ConnectionAborted,
+                    format!("connection #{idx} closed by the server"),
+                ));
+            }
+        }
+    }
+    st.elapsed = cfg.duration.max(Duration::from_micros(1));
+    st.hist = Some(hist);
+    Ok(st)
+}
+
+fn vm_rss_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| {
+            io::Error::new(
+                ErrorKind::InvalidData,
+                format!("no VmRSS in /proc/{pid}/status"),
+            )
+        })
+}
+
+// ---------------------------------------------------------------------------
+// Reporting
+
+fn json_f(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "null".into()
+    }
+}
+
+fn print_latency(label: &str, h: &Histogram) {
+    println!(
+        "{label} latency us: p50={:.1} p99={:.1} p999={:.1} max={:.1} (n={})",
+        h.us(0.50),
+        h.us(0.99),
+        h.us(0.999),
+        h.max as f64 / 1000.0,
+        h.total
+    );
+}
+
+fn latency_json(h: &Histogram) -> String {
+    format!(
+        "\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}",
+        json_f(h.us(0.50)),
+        json_f(h.us(0.99)),
+        json_f(h.us(0.999)),
+        json_f(h.max as f64 / 1000.0)
+    )
+}
+
+fn report_echo(cfg: &Config, st: &Stats) {
+    let secs = st.elapsed.as_secs_f64();
+    let ops = st.replies as f64 / secs;
+    let mb = st.payload_bytes as f64 / secs / 1e6;
+    let wire_mb = st.wire_bytes as f64 / secs / 1e6;
+    let hist = st.hist.as_ref().expect("echo stats carry a histogram");
+    let what = if cfg.scenario == Scenario::Rtt {
+        "round trips"
+    } else {
+        "replies"
+    };
+    println!("{what}: {} in {secs:.2}s = {ops:.0}/s", st.replies);
+    println!("reply MB/s: payload {mb:.2}, wire {wire_mb:.2} (length prefix + msgpack)");
+    print_latency("round-trip", hist);
+    if st.out_of_order > 0 {
+        println!("WARNING: {} replies out of sequence", st.out_of_order);
+    }
+    println!(
+        "RESULT {{\"scenario\":\"{}\",\"addr\":\"{}\",\"clients\":{},\"threads\":{},\"window\":{},\"size\":{},\
+\"duration\":{},\"ops\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"wire_mb_per_sec\":{},{},\"out_of_order\":{}}}",
+        cfg.scenario.name(),
+        cfg.addr,
+        cfg.clients,
+        cfg.threads,
+        cfg.window,
+        cfg.size,
+        json_f(secs),
+        st.replies,
+        json_f(ops),
+        json_f(mb),
+        json_f(wire_mb),
+        latency_json(hist),
+        st.out_of_order
+    );
+}
+
+fn report_fanout(cfg: &Config, st: &Stats) {
+    let secs = st.elapsed.as_secs_f64();
+    let expected = st.broadcasts_sent * cfg.clients as u64;
+    let loss = expected.saturating_sub(st.replies);
+    let ops = st.replies as f64 / secs;
+    let hist = st.hist.as_ref().expect("fanout stats carry a histogram");
+    println!(
+        "broadcasts sent: {} ({:.1}/s); deliveries: {} of {expected} expected = {ops:.0}/s",
+        st.broadcasts_sent,
+        st.broadcasts_sent as f64 / secs,
+        st.replies
+    );
+    println!("loss: {loss} (after {} ms drain)", cfg.drain.as_millis());
+    print_latency("delivery", hist);
+    println!(
+        "RESULT {{\"scenario\":\"fanout\",\"addr\":\"{}\",\"clients\":{},\"threads\":{},\"rate\":{},\"size\":{},\
+\"duration\":{},\"sent\":{},\"expected\":{expected},\"received\":{},\"loss\":{loss},\"ops_per_sec\":{},\
+\"mb_per_sec\":{},{}}}",
+        cfg.addr,
+        cfg.clients,
+        cfg.threads,
+        json_f(cfg.rate),
+        cfg.size,
+        json_f(secs),
+        st.broadcasts_sent,
+        st.replies,
+        json_f(ops),
+        json_f(st.payload_bytes as f64 / secs / 1e6),
+        latency_json(hist)
+    );
+}
+
+fn run_conns(cfg: &Config) -> io::Result<()> {
+    let before = cfg.pid.map(vm_rss_bytes).transpose()?;
+    if let Some(b) = before {
+        println!("server VmRSS before: {:.1} MiB", b as f64 / 1048576.0);
+    } else {
+        println!("no --pid given: memory growth is not measured");
+    }
+    let mut w = Worker::new()?;
+    let t0 = Instant::now();
+    w.connect_all(cfg.addr, cfg.conns, cfg.connect_batch, t0 + cfg.timeout)?;
+    let connect_secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{} connections greeted in {connect_secs:.2}s ({:.0}/s)",
+        cfg.conns,
+        cfg.conns as f64 / connect_secs
+    );
+    std::thread::sleep(cfg.settle);
+    let after = cfg.pid.map(vm_rss_bytes).transpose()?;
+    let per_conn = match (before, after) {
+        (Some(b), Some(a)) => {
+            let per = (a as f64 - b as f64) / cfg.conns as f64;
+            println!(
+                "server VmRSS after: {:.1} MiB; growth {:.1} MiB = {per:.0} bytes/connection",
+                a as f64 / 1048576.0,
+                (a as f64 - b as f64) / 1048576.0
+            );
+            Some(per)
+        }
+        _ => None,
+    };
+    let close_start = Instant::now();
+    for mut c in w.clients.drain(..) {
+        let _ = w.poll.registry().deregister(&mut c.stream);
+    }
+    println!("closed all in {:.2}s", close_start.elapsed().as_secs_f64());
+    let opt = |v: Option<f64>| v.map_or_else(|| "null".to_string(), json_f);
+    println!(
+        "RESULT {{\"scenario\":\"conns\",\"addr\":\"{}\",\"conns\":{},\"connect_secs\":{},\
+\"conns_per_sec\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}}}",
+        cfg.addr,
+        cfg.conns,
+        json_f(connect_secs),
+        json_f(cfg.conns as f64 / connect_secs),
+        before.map_or_else(|| "null".to_string(), |v| v.to_string()),
+        after.map_or_else(|| "null".to_string(), |v| v.to_string()),
+        opt(per_conn)
+    );
+    Ok(())
+}
+
+fn main() {
+    START.get_or_init(Instant::now);
+    let cfg = match parse_args() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            if e.is_empty() {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            eprintln!("loadgen: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if cfg.scenario == Scenario::Conns {
+        println!("scenario=conns addr={} conns={}", cfg.addr, cfg.conns);
+    } else {
+        println!(
+            "scenario={} addr={} clients={} threads={} size={} duration={:.1}s",
+            cfg.scenario.name(),
+            cfg.addr,
+            cfg.clients,
+            cfg.threads,
+            cfg.size,
+            cfg.duration.as_secs_f64()
+        );
+    }
+    match cfg.scenario {
+        Scenario::Rtt | Scenario::Throughput => {
+            let st = run_threads(&cfg, echo_body);
+            report_echo(&cfg, &st);
+        }
+        Scenario::Fanout => {
+            let st = run_threads(&cfg, fanout_body);
+            report_fanout(&cfg, &st);
+        }
+        Scenario::Conns => run_conns(&cfg).unwrap_or_else(|e| die(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_round_trip() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            1000,
+            123_456,
+            9_999_999_999,
+            u64::MAX / 3,
+        ] {
+            let idx = Histogram::index(v);
+            assert!(idx < BUCKETS);
+            let mid = Histogram::value(idx);
+            let err = (mid as f64 - v as f64).abs() / (v.max(1) as f64);
+            assert!(err < 0.016, "v={v} idx={idx} mid={mid}");
+        }
+        let mut h = Histogram::new();
+        for v in 1..=1000u64 {
+            h.record(v * 1000);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.016);
+    }
+
+    #[test]
+    fn request_parses_back() {
+        let mut buf = Vec::new();
+        push_request(&mut buf, "echo", 300, 1 << 40, &[7; 70]);
+        let mut out = Vec::new();
+        let used = split_frames(&buf, &mut out).unwrap();
+        assert_eq!(used, buf.len());
+        assert_eq!(out.len(), 1);
+        assert!(out[0].action == Action::Echo);
+        assert_eq!(out[0].seq, Some(300));
+        assert_eq!(out[0].t, Some(1 << 40));
+        assert_eq!(out[0].wire_len, buf.len());
+    }
+}
