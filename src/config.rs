@@ -1,0 +1,152 @@
+//! Limits and tuning shared by servers and clients.
+//!
+//! Every limit has a default that is safe on the open internet; see each method. A server takes
+//! its [`Config`] through [`Server::config`](crate::Server::config), a client through
+//! [`Connection::connect_with`](crate::Connection::connect_with).
+//!
+//! ```
+//! use std::time::Duration;
+//! let cfg = repod::Config::default()
+//!     .max_frame_len(1 << 20)
+//!     .idle_timeout(Some(Duration::from_secs(30)))
+//!     .max_connections(Some(64));
+//! assert_eq!(cfg.get_max_frame_len(), 1 << 20);
+//! ```
+
+use std::time::Duration;
+
+/// What happens when a peer does not read fast enough and its queued output would pass
+/// [`Config::max_queued_output`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowReaderPolicy {
+    /// Close the connection with [`Error::OutputFull`](crate::Error::OutputFull) (the default):
+    /// a player who cannot keep up would see a stale game anyway, and every other player keeps
+    /// the server's full attention.
+    #[default]
+    Disconnect,
+    /// Refuse the message: `send` returns 0 and the connection stays open. For streams where a
+    /// newer message replaces an older one (state snapshots), a dropped message costs nothing.
+    DropMessage,
+}
+
+/// Limits and tuning for connections. See the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) max_frame_len: usize,
+    pub(crate) max_depth: usize,
+    pub(crate) max_queued_output: usize,
+    pub(crate) slow_reader: SlowReaderPolicy,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) linger: Duration,
+    pub(crate) read_budget: usize,
+    pub(crate) nodelay: bool,
+}
+
+/// Default maximum payload length of one frame: 8 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 8 << 20;
+/// Default maximum output queued for one connection: 16 MiB.
+pub const DEFAULT_MAX_QUEUED_OUTPUT: usize = 16 << 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_depth: crate::message::DEFAULT_MAX_DEPTH,
+            max_queued_output: DEFAULT_MAX_QUEUED_OUTPUT,
+            slow_reader: SlowReaderPolicy::Disconnect,
+            idle_timeout: None,
+            max_connections: None,
+            linger: Duration::from_secs(5),
+            read_budget: 256 * 1024,
+            nodelay: true,
+        }
+    }
+}
+
+impl Config {
+    /// Largest payload accepted in one frame, checked on the length prefix before anything is
+    /// buffered; a larger announcement closes the connection with
+    /// [`Error::FrameTooLarge`](crate::Error::FrameTooLarge). Outgoing messages over it are
+    /// refused by `send`. Default 8 MiB ([`DEFAULT_MAX_FRAME_LEN`]).
+    pub fn max_frame_len(mut self, bytes: usize) -> Self {
+        self.max_frame_len = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Deepest nesting of arrays and maps in a message (the message map itself is level 1).
+    /// Default 32.
+    pub fn max_depth(mut self, levels: usize) -> Self {
+        self.max_depth = levels.max(1);
+        self
+    }
+
+    /// Most bytes queued for one connection and not yet taken by its socket. Memory for output
+    /// is bounded by this times the number of connections. A single message is always accepted
+    /// into an empty queue (if it is within [`max_frame_len`](Self::max_frame_len)).
+    /// Default 16 MiB ([`DEFAULT_MAX_QUEUED_OUTPUT`]).
+    pub fn max_queued_output(mut self, bytes: usize) -> Self {
+        self.max_queued_output = bytes;
+        self
+    }
+
+    /// What to do when [`max_queued_output`](Self::max_queued_output) would be passed. Default
+    /// [`SlowReaderPolicy::Disconnect`].
+    pub fn slow_reader(mut self, policy: SlowReaderPolicy) -> Self {
+        self.slow_reader = policy;
+        self
+    }
+
+    /// Close a connection that has received nothing for this long, with
+    /// [`Error::IdleTimeout`](crate::Error::IdleTimeout). Default `None` (no timeout); checked
+    /// with a resolution of a quarter of the timeout.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Most simultaneous connections a server accepts; one more is accepted and closed at once,
+    /// with a log line. Default `None`: as in Python repod, the limit is the application's
+    /// choice (see the `max_players` example for the polite, in-game way).
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// How long a closed connection may keep flushing its queued output before its socket is
+    /// dropped; also the bound on a server's graceful stop. Default 5 s.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Bytes read from one connection per readiness event before the reactor turns to the
+    /// others, so one fast sender cannot starve the rest. Default 256 KiB.
+    pub fn read_budget(mut self, bytes: usize) -> Self {
+        self.read_budget = bytes.max(1);
+        self
+    }
+
+    /// Set `TCP_NODELAY` on every connection (default `true`: games send small messages that
+    /// must not wait for Nagle's algorithm).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// See [`max_frame_len`](Self::max_frame_len).
+    pub fn get_max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// See [`max_queued_output`](Self::max_queued_output).
+    pub fn get_max_queued_output(&self) -> usize {
+        self.max_queued_output
+    }
+
+    /// See [`idle_timeout`](Self::idle_timeout).
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+}

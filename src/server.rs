@@ -1,0 +1,985 @@
+//! The server: a listening socket, a channel per connection, handlers per action.
+//!
+//! The model is Python repod's: a [`Server`] accepts TCP connections and gives each one a
+//! channel, whose state is a value of your [`ChannelHandler`] type (the counterpart of a
+//! `Channel` subclass). Messages are routed by their `"action"` to the routes the type declares
+//! (the counterpart of `Network_{action}` methods), or to
+//! [`network_received`](ChannelHandler::network_received). Server-wide state is a value of the
+//! handler's [`ChannelHandler::Server`] type, which gets the server's own hooks through
+//! [`ServerHandler`].
+//!
+//! Everything runs on the reactor's one thread: handlers get `&mut` access to their own
+//! channel, to the server state, and to every other channel's state through the context, with
+//! no locks. Other threads talk to a running server through a [`ServerHandle`].
+//!
+//! Order of events for a new connection, as in Python repod: the greeting
+//! `{"action": "connected"}` is queued to the client, then [`ChannelHandler::on_connect`] runs,
+//! then [`ServerHandler::on_connect`]. When a connection ends, for whatever reason:
+//! [`ChannelHandler::on_error`] if the reason is an error, then [`ChannelHandler::on_close`],
+//! then [`ServerHandler::on_disconnect`], each exactly once.
+//!
+//! ```no_run
+//! use repod::{msg, ChannelCtx, ChannelHandler, HandlerResult, Message, Routes, Server};
+//!
+//! #[derive(Default)]
+//! struct Player {
+//!     name: String,
+//! }
+//!
+//! impl ChannelHandler for Player {
+//!     type Server = ();
+//!
+//!     fn routes(r: &mut Routes<Self>) {
+//!         r.on("nickname", |me, _ctx, m| {
+//!             me.name = m.str("nickname")?.to_owned();
+//!             Ok(())
+//!         });
+//!         r.on("chat", Self::chat);
+//!     }
+//! }
+//!
+//! impl Player {
+//!     fn chat(&mut self, ctx: &mut ChannelCtx<Self>, m: &Message) -> HandlerResult {
+//!         ctx.send_to_all(&msg! { "action": "chat", "text": m.str("text")?, "from": &self.name });
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     Server::<Player>::bind("0.0.0.0:5071", ())?.launch()
+//! }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::dispatch::{guard, ActionTable};
+use crate::encode::Encode;
+use crate::frame;
+use crate::reactor::{Driver, Reactor, Remote};
+use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message};
+
+/// The state and handlers of one connection: the Rust counterpart of a Python `Channel`
+/// subclass. See the [module documentation](self).
+///
+/// Every method has a default, so a type only writes what it handles.
+pub trait ChannelHandler: Sized + 'static {
+    /// The server-wide state type. Use `()` when there is none.
+    type Server: ServerHandler<Self>;
+
+    /// Declares the handler for each action (Python: the `Network_{action}` methods). Called
+    /// once when the server is created.
+    fn routes(routes: &mut Routes<Self>) {
+        let _ = routes;
+    }
+
+    /// Messages whose action has no route, including maps with no `"action"` key (seen as
+    /// action `""`). The default logs them at debug level.
+    fn network_received(&mut self, ctx: &mut ChannelCtx<'_, Self>, msg: &Message<'_>) -> HandlerResult {
+        log::debug!("repod: {:?}: no route for action {:?}", ctx.id(), msg.action());
+        Ok(())
+    }
+
+    /// The connection is open and the greeting is queued.
+    fn on_connect(&mut self, ctx: &mut ChannelCtx<'_, Self>) {
+        let _ = ctx;
+    }
+
+    /// The connection ended. `ctx.send` returns 0 from here on. Runs exactly once.
+    fn on_close(&mut self, ctx: &mut ChannelCtx<'_, Self>, reason: &DisconnectReason) {
+        let _ = (ctx, reason);
+    }
+
+    /// Something went wrong on this connection: a bad frame (dropped, the connection stays
+    /// open), a handler that returned an error or panicked, or a fatal error that is about to
+    /// close the connection (see [`Error::is_fatal`]). The default logs it at warn level.
+    fn on_error(&mut self, ctx: &mut ChannelCtx<'_, Self>, error: &Error) {
+        log::warn!("repod: {:?} ({:?}): {error}", ctx.id(), ctx.addr());
+    }
+}
+
+/// Server-wide hooks, implemented by the server state type. Every method has a default; `()`
+/// implements it for servers with no state of their own.
+pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
+    /// A client connected, after its channel's [`ChannelHandler::on_connect`].
+    fn on_connect(&mut self, ctx: &mut ServerCtx<'_, C>, id: ChannelId, addr: SocketAddr) {
+        let _ = (ctx, id, addr);
+    }
+
+    /// A client is gone, after its channel's [`ChannelHandler::on_close`]. The channel's state
+    /// is handed over (keep it for a reconnection, or let it drop).
+    fn on_disconnect(&mut self, ctx: &mut ServerCtx<'_, C>, id: ChannelId, channel: C, reason: &DisconnectReason) {
+        let _ = (ctx, id, channel, reason);
+    }
+
+    /// The fixed-rate tick set with [`Server::tick_rate`], on the reactor's thread.
+    fn on_tick(&mut self, ctx: &mut ServerCtx<'_, C>) {
+        let _ = ctx;
+    }
+}
+
+impl<C: ChannelHandler> ServerHandler<C> for () {}
+
+type Route<C> = Box<dyn Fn(&mut C, &mut ChannelCtx<'_, C>, &Message<'_>) -> HandlerResult + Send + Sync>;
+
+/// The action table of a channel type; see [`ChannelHandler::routes`].
+pub struct Routes<C: ChannelHandler> {
+    table: ActionTable<Route<C>>,
+}
+
+impl<C: ChannelHandler> Routes<C> {
+    fn build() -> Self {
+        let mut r = Routes {
+            table: ActionTable::default(),
+        };
+        C::routes(&mut r);
+        r
+    }
+
+    /// Routes messages whose action is `action` to `handler`: a closure or a method such as
+    /// `Self::chat` with the signature
+    /// `fn(&mut Self, &mut ChannelCtx<Self>, &Message) -> HandlerResult`.
+    pub fn on<F>(&mut self, action: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&mut C, &mut ChannelCtx<'_, C>, &Message<'_>) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.table.insert(action, Box::new(handler));
+        self
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no route is declared.
+    pub fn is_empty(&self) -> bool {
+        self.table.len() == 0
+    }
+}
+
+impl<C: ChannelHandler> fmt::Debug for Routes<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Routes").field(&self.table).finish()
+    }
+}
+
+/// Channel states by slot. The state of a channel whose handler is running is taken out (its
+/// handler holds it as `&mut self`), so the rest can be lent alongside it.
+type Channels<C> = Vec<Option<(ChannelId, C)>>;
+
+#[derive(Debug, Default)]
+struct Control {
+    stop: bool,
+    local_addr: Option<SocketAddr>,
+}
+
+/// What server hooks (and, through [`ChannelCtx`], channel handlers) can do: send, broadcast,
+/// look at and change other channels, close them, stop the server.
+pub struct ServerCtx<'a, C: ChannelHandler> {
+    reactor: &'a mut Reactor,
+    channels: &'a mut Channels<C>,
+    control: &'a mut Control,
+}
+
+impl<C: ChannelHandler> fmt::Debug for ServerCtx<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCtx")
+            .field("channels", &self.reactor.live())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ChannelHandler> ServerCtx<'_, C> {
+    /// Queues `msg` for channel `id`. Returns the bytes queued (length prefix included), or 0
+    /// if the channel is closed or the message was refused (see [`try_send_to`](Self::try_send_to)).
+    pub fn send_to<E: Encode + ?Sized>(&mut self, id: ChannelId, msg: &E) -> usize {
+        self.try_send_to(id, msg).unwrap_or(0)
+    }
+
+    /// As [`send_to`](Self::send_to), with the reason when nothing was queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::FrameTooLarge`] (over
+    /// [`Config::max_frame_len`](crate::Config::max_frame_len)), or [`Error::OutputFull`]
+    /// (the slow-reader policy applied).
+    pub fn try_send_to<E: Encode + ?Sized>(&mut self, id: ChannelId, msg: &E) -> Result<usize, Error> {
+        self.reactor.send(id, msg)
+    }
+
+    /// Sends `msg` to every connected channel, encoding it once. Returns how many channels it
+    /// was queued for.
+    pub fn send_to_all<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.reactor.broadcast(msg, |_| true).unwrap_or(0)
+    }
+
+    /// Sends `msg`, encoded once, to every channel whose state passes `filter`. A channel whose
+    /// handler is running right now is not offered to `filter` (its state is the `self` of that
+    /// handler, which can `ctx.send` to itself). Returns how many channels it was queued for.
+    pub fn send_where<E: Encode + ?Sized>(
+        &mut self,
+        mut filter: impl FnMut(ChannelId, &C) -> bool,
+        msg: &E,
+    ) -> usize {
+        let channels = &*self.channels;
+        self.reactor
+            .broadcast(msg, |id| match channels.get(id.slot()) {
+                Some(Some((cid, c))) if *cid == id => filter(id, c),
+                _ => false,
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every other channel's state, in slot order (the channel whose handler is running is its
+    /// `self`, and is not listed).
+    pub fn channels(&self) -> impl Iterator<Item = (ChannelId, &C)> + '_ {
+        self.channels.iter().flatten().map(|(id, c)| (*id, c))
+    }
+
+    /// Every other channel's state, mutable.
+    pub fn channels_mut(&mut self) -> impl Iterator<Item = (ChannelId, &mut C)> + '_ {
+        self.channels.iter_mut().flatten().map(|(id, c)| (*id, c))
+    }
+
+    /// The state of channel `id`, unless it is gone (or is the one whose handler is running).
+    pub fn channel(&self, id: ChannelId) -> Option<&C> {
+        match self.channels.get(id.slot()) {
+            Some(Some((cid, c))) if *cid == id => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The state of channel `id`, mutable.
+    pub fn channel_mut(&mut self, id: ChannelId) -> Option<&mut C> {
+        match self.channels.get_mut(id.slot()) {
+            Some(Some((cid, c))) if *cid == id => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Number of connected channels (including one whose handler is running).
+    pub fn channel_count(&self) -> usize {
+        self.reactor.live()
+    }
+
+    /// Whether channel `id` is still connected.
+    pub fn is_connected(&self, id: ChannelId) -> bool {
+        self.reactor.is_open(id)
+    }
+
+    /// The remote address of channel `id`.
+    pub fn addr_of(&self, id: ChannelId) -> Option<SocketAddr> {
+        self.reactor.peer_addr(id)
+    }
+
+    /// Bytes queued for channel `id` and not yet taken by its socket.
+    pub fn queued_bytes(&self, id: ChannelId) -> usize {
+        self.reactor.queued(id)
+    }
+
+    /// Closes channel `id`: what was queued for it is still delivered; its hooks run after the
+    /// current handler returns.
+    pub fn close(&mut self, id: ChannelId) {
+        self.reactor.close(id, DisconnectReason::Closed);
+    }
+
+    /// Stops the server once the current handler returns: no more accepts, every channel
+    /// closed with [`DisconnectReason::ServerStopped`], queued output flushed within
+    /// [`Config::linger`](crate::Config::linger).
+    pub fn stop(&mut self) {
+        self.control.stop = true;
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.control.local_addr
+    }
+}
+
+/// What a channel handler gets besides its own state: its id and address, `send` to itself,
+/// the server state, and (through `Deref`) everything a [`ServerCtx`] does.
+pub struct ChannelCtx<'a, C: ChannelHandler> {
+    id: ChannelId,
+    server: &'a mut C::Server,
+    inner: ServerCtx<'a, C>,
+}
+
+impl<C: ChannelHandler> fmt::Debug for ChannelCtx<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelCtx").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl<'a, C: ChannelHandler> Deref for ChannelCtx<'a, C> {
+    type Target = ServerCtx<'a, C>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl<C: ChannelHandler> DerefMut for ChannelCtx<'_, C> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
+    /// This channel's id.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// The remote address (Python: `self.addr`).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner
+            .reactor
+            .peer_addr(self.id)
+            .expect("an accepted connection has a peer address")
+    }
+
+    /// Whether this channel is still connected (Python: `is_connected`).
+    pub fn is_connected(&self) -> bool {
+        self.inner.reactor.is_open(self.id)
+    }
+
+    /// Queues `msg` to this channel's client. Returns the bytes queued (length prefix
+    /// included), or 0 once the channel is closed (Python: `send`).
+    pub fn send<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.inner.send_to(self.id, msg)
+    }
+
+    /// As [`send`](Self::send), with the reason when nothing was queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerCtx::try_send_to`].
+    pub fn try_send<E: Encode + ?Sized>(&mut self, msg: &E) -> Result<usize, Error> {
+        self.inner.try_send_to(self.id, msg)
+    }
+
+    /// Closes this channel after what is queued is delivered.
+    pub fn close_self(&mut self) {
+        let id = self.id;
+        self.inner.close(id);
+    }
+
+    /// The server-wide state (Python: `self.server`).
+    pub fn server(&mut self) -> &mut C::Server {
+        self.server
+    }
+
+    /// The server state and the server context at once, for code that needs both.
+    pub fn split(&mut self) -> (&mut C::Server, &mut ServerCtx<'a, C>) {
+        (self.server, &mut self.inner)
+    }
+}
+
+struct Tick {
+    period: Duration,
+    next: Instant,
+}
+
+type Factory<C> = Box<dyn FnMut(&mut <C as ChannelHandler>::Server, ChannelId, SocketAddr) -> C + Send>;
+type Call<C> = Box<dyn FnOnce(&mut <C as ChannelHandler>::Server, &mut ServerCtx<'_, C>) + Send>;
+
+enum Command<C: ChannelHandler> {
+    SendTo(ChannelId, Vec<u8>),
+    SendToAll(Vec<u8>),
+    Close(ChannelId),
+    Stop,
+    Call(Call<C>),
+}
+
+struct Mailbox<C: ChannelHandler> {
+    commands: Mutex<Vec<Command<C>>>,
+    remote: Remote,
+    max_frame_len: usize,
+}
+
+impl<C: ChannelHandler> Mailbox<C> {
+    fn post(&self, cmd: Command<C>) -> bool {
+        let mut q = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = q.is_empty();
+        q.push(cmd);
+        drop(q);
+        // One wakeup per batch of commands, not per command.
+        if was_empty {
+            self.remote.wake();
+        }
+        true
+    }
+}
+
+/// The server's own state, separate from the reactor so both can be borrowed at once.
+struct Core<C: ChannelHandler> {
+    state: C::Server,
+    channels: Channels<C>,
+    routes: Routes<C>,
+    factory: Factory<C>,
+    control: Control,
+    tick: Option<Tick>,
+    mailbox: Arc<Mailbox<C>>,
+    drained: Vec<Command<C>>,
+}
+
+impl<C: ChannelHandler> Core<C> {
+    fn ctx<'a>(&'a mut self, reactor: &'a mut Reactor) -> (&'a mut C::Server, ServerCtx<'a, C>) {
+        (
+            &mut self.state,
+            ServerCtx {
+                reactor,
+                channels: &mut self.channels,
+                control: &mut self.control,
+            },
+        )
+    }
+
+    /// Runs `f` with channel `id`'s state taken out and a context over everything else.
+    fn with_channel<R>(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ChannelId,
+        f: impl FnOnce(&mut C, &mut ChannelCtx<'_, C>, &Routes<C>) -> R,
+    ) -> Option<R> {
+        let slot = self.channels.get_mut(id.slot())?;
+        if !matches!(slot, Some((cid, _)) if *cid == id) {
+            return None;
+        }
+        let (_, mut channel) = slot.take()?;
+        let mut ctx = ChannelCtx {
+            id,
+            server: &mut self.state,
+            inner: ServerCtx {
+                reactor,
+                channels: &mut self.channels,
+                control: &mut self.control,
+            },
+        };
+        let r = f(&mut channel, &mut ctx, &self.routes);
+        self.channels[id.slot()] = Some((id, channel));
+        Some(r)
+    }
+
+    fn run_commands(&mut self, reactor: &mut Reactor) {
+        {
+            let mut q = self.mailbox.commands.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::swap(&mut *q, &mut self.drained);
+        }
+        let mut commands = std::mem::take(&mut self.drained);
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::SendTo(id, framed) => {
+                    let _ = reactor.send_framed(id, &framed);
+                }
+                Command::SendToAll(framed) => {
+                    let ids: Vec<ChannelId> = reactor.open_ids().collect();
+                    for id in ids {
+                        let _ = reactor.send_framed(id, &framed);
+                    }
+                }
+                Command::Close(id) => reactor.close(id, DisconnectReason::Closed),
+                Command::Stop => self.control.stop = true,
+                Command::Call(f) => {
+                    let (state, mut ctx) = self.ctx(reactor);
+                    f(state, &mut ctx);
+                }
+            }
+        }
+        self.drained = commands;
+    }
+}
+
+impl<C: ChannelHandler> Driver for Core<C> {
+    fn accepted(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        let Some(addr) = reactor.peer_addr(id) else {
+            return;
+        };
+        let channel = (self.factory)(&mut self.state, id, addr);
+        if self.channels.len() <= id.slot() {
+            self.channels.resize_with(id.slot() + 1, || None);
+        }
+        self.channels[id.slot()] = Some((id, channel));
+        // Same order as Python repod: greeting, channel hook, server hook.
+        let _ = reactor.send(id, &msg! { "action": "connected" });
+        let outcome = self.with_channel(reactor, id, |ch, ctx, _| guard(|| ch.on_connect(ctx)));
+        if let Some(Err(panic)) = outcome {
+            reactor.close(id, DisconnectReason::Error(Error::HandlerPanic(panic)));
+            return;
+        }
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_connect(&mut ctx, id, addr);
+    }
+
+    fn frame(&mut self, reactor: &mut Reactor, id: ChannelId, payload: &[u8]) {
+        let max_depth = reactor.config().max_depth;
+        let outcome = self.with_channel(reactor, id, |ch, ctx, routes| {
+            let msg = match Message::parse_with_depth(payload, max_depth) {
+                Ok(m) => m,
+                Err(e) => {
+                    log::warn!("repod: {id:?}: dropped a frame: {e}");
+                    return guard(|| ch.on_error(ctx, &e));
+                }
+            };
+            guard(|| {
+                let result = match routes.table.get(msg.action()) {
+                    Some(route) => route(ch, ctx, &msg),
+                    None => ch.network_received(ctx, &msg),
+                };
+                if let Err(e) = result {
+                    ch.on_error(ctx, &e);
+                }
+            })
+        });
+        if let Some(Err(panic)) = outcome {
+            log::error!("repod: {id:?}: handler panicked: {panic}; closing the connection");
+            reactor.close(id, DisconnectReason::Error(Error::HandlerPanic(panic)));
+        }
+    }
+
+    fn closed(&mut self, reactor: &mut Reactor, id: ChannelId, reason: DisconnectReason) {
+        let outcome = self.with_channel(reactor, id, |ch, ctx, _| {
+            guard(|| {
+                if let DisconnectReason::Error(e) = &reason {
+                    ch.on_error(ctx, e);
+                }
+                ch.on_close(ctx, &reason);
+            })
+        });
+        if let Some(Err(panic)) = outcome {
+            log::error!("repod: {id:?}: on_close panicked: {panic}");
+        }
+        let Some(Some((_, channel))) = self.channels.get_mut(id.slot()).map(Option::take) else {
+            return;
+        };
+        log::debug!("repod: {id:?} disconnected: {reason}");
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_disconnect(&mut ctx, id, channel, &reason);
+    }
+
+    fn woken(&mut self, reactor: &mut Reactor) {
+        self.run_commands(reactor);
+    }
+
+    fn signalled(&mut self, _reactor: &mut Reactor) {
+        log::info!("repod: signal received, stopping");
+        self.control.stop = true;
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.tick.as_ref().map(|t| t.next)
+    }
+
+    fn timers(&mut self, reactor: &mut Reactor, now: Instant) {
+        let Some(tick) = self.tick.as_mut() else {
+            return;
+        };
+        if now < tick.next {
+            return;
+        }
+        // The schedule is start + k * period, so ticks do not drift. After a stall of more
+        // than a few periods, skip the missed ticks rather than run a burst of them.
+        let behind = now.duration_since(tick.next);
+        if behind > tick.period * 4 {
+            let missed = (behind.as_nanos() / tick.period.as_nanos()) as u32;
+            log::warn!("repod: tick is {behind:?} late; skipping {missed} ticks");
+            tick.next += tick.period * missed;
+        }
+        tick.next += tick.period;
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_tick(&mut ctx);
+    }
+}
+
+/// A game server. See the [module documentation](self).
+pub struct Server<C: ChannelHandler> {
+    reactor: Reactor,
+    core: Core<C>,
+    local_addr: SocketAddr,
+}
+
+impl<C: ChannelHandler> fmt::Debug for Server<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("reactor", &self.reactor)
+            .field("routes", &self.core.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ChannelHandler + Default> Server<C> {
+    /// Binds a server to `addr` (port 0 picks a free port: see
+    /// [`local_addr`](Self::local_addr)). Each connection's state starts as `C::default()`.
+    ///
+    /// # Errors
+    ///
+    /// The address does not resolve, or cannot be bound.
+    pub fn bind(addr: impl ToSocketAddrs, state: C::Server) -> io::Result<Self> {
+        Self::bind_with(addr, state, |_, _, _| C::default())
+    }
+}
+
+impl<C: ChannelHandler> Server<C> {
+    /// Binds a server whose channel states are made by `factory` (Python: `channel_class`),
+    /// which gets the server state, the new channel's id and its address.
+    ///
+    /// # Errors
+    ///
+    /// The address does not resolve, or cannot be bound.
+    pub fn bind_with(
+        addr: impl ToSocketAddrs,
+        state: C::Server,
+        factory: impl FnMut(&mut C::Server, ChannelId, SocketAddr) -> C + Send + 'static,
+    ) -> io::Result<Self> {
+        let cfg = Config::default();
+        let mut reactor = Reactor::new(cfg)?;
+        let mut last_err = None;
+        let mut bound = None;
+        for a in addr.to_socket_addrs()? {
+            match reactor.listen(a) {
+                Ok(local) => {
+                    bound = Some(local);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let local_addr = bound.ok_or_else(|| {
+            last_err.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))
+        })?;
+        log::info!("repod: listening on {local_addr}");
+        let mailbox = Arc::new(Mailbox {
+            commands: Mutex::new(Vec::new()),
+            remote: reactor.remote(),
+            max_frame_len: reactor.config().max_frame_len,
+        });
+        Ok(Server {
+            reactor,
+            core: Core {
+                state,
+                channels: Vec::new(),
+                routes: Routes::build(),
+                factory: Box::new(factory),
+                control: Control {
+                    stop: false,
+                    local_addr: Some(local_addr),
+                },
+                tick: None,
+                mailbox,
+                drained: Vec::new(),
+            },
+            local_addr,
+        })
+    }
+
+    /// Replaces the limits and tuning (see [`Config`]); applies to connections accepted later.
+    pub fn config(mut self, cfg: Config) -> Self {
+        let max = cfg.max_frame_len;
+        self.reactor.set_config(cfg);
+        if let Some(m) = Arc::get_mut(&mut self.core.mailbox) {
+            m.max_frame_len = max;
+        }
+        self
+    }
+
+    /// Calls [`ServerHandler::on_tick`] `hz` times a second on the reactor's thread, on a fixed
+    /// schedule that does not drift. `hz <= 0` turns the tick off.
+    pub fn tick_rate(mut self, hz: f64) -> Self {
+        self.core.tick = (hz > 0.0 && hz.is_finite()).then(|| {
+            let period = Duration::from_secs_f64(1.0 / hz);
+            Tick {
+                period,
+                next: Instant::now() + period,
+            }
+        });
+        self
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server-wide state.
+    pub fn state(&self) -> &C::Server {
+        &self.core.state
+    }
+
+    /// The server-wide state, mutable.
+    pub fn state_mut(&mut self) -> &mut C::Server {
+        &mut self.core.state
+    }
+
+    /// Number of connected channels.
+    pub fn channel_count(&self) -> usize {
+        self.reactor.live()
+    }
+
+    /// Runs `f` with the server state and a context, outside any handler: for code that steps
+    /// the server from its own loop and wants to send or broadcast.
+    pub fn with_ctx<R>(&mut self, f: impl FnOnce(&mut C::Server, &mut ServerCtx<'_, C>) -> R) -> R {
+        let (state, mut ctx) = self.core.ctx(&mut self.reactor);
+        f(state, &mut ctx)
+    }
+
+    /// A handle for other threads: send, broadcast, close, stop, or run code on the reactor.
+    pub fn handle(&self) -> ServerHandle<C> {
+        ServerHandle {
+            mailbox: self.core.mailbox.clone(),
+            local_addr: self.local_addr,
+        }
+    }
+
+    /// Runs one turn of the reactor: waits up to `timeout` for network activity or the next
+    /// tick (`None`: no limit), then handles everything that is ready. For servers stepped from
+    /// the caller's own loop; see [`run`](Self::run) for the rest.
+    ///
+    /// # Errors
+    ///
+    /// The poll itself failed (not an error of one connection: those go to the handlers).
+    pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.reactor.turn(timeout, &mut self.core)
+    }
+
+    /// Whether [`ServerCtx::stop`] or [`ServerHandle::stop`] (or a signal, under
+    /// [`launch`](Self::launch)) asked the server to stop.
+    pub fn is_stop_requested(&self) -> bool {
+        self.core.control.stop
+    }
+
+    /// Runs in the calling thread until something asks the server to stop, then stops
+    /// gracefully (see [`shutdown`](Self::shutdown)).
+    ///
+    /// # Errors
+    ///
+    /// The poll failed.
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.core.control.stop {
+            self.step(None)?;
+        }
+        self.shutdown()
+    }
+
+    /// Runs in the foreground until Ctrl-C (SIGINT) or SIGTERM, then stops gracefully and
+    /// returns: the Rust counterpart of Python's `launch()`.
+    ///
+    /// # Errors
+    ///
+    /// The signal handlers could not be installed, or the poll failed.
+    pub fn launch(mut self) -> io::Result<()> {
+        self.reactor.watch_signals()?;
+        self.run()
+    }
+
+    /// Stops now: no more accepts; every channel closed with
+    /// [`DisconnectReason::ServerStopped`] (hooks called once each); queued output flushed,
+    /// waiting at most [`Config::linger`](crate::Config::linger) for slow clients.
+    ///
+    /// # Errors
+    ///
+    /// The poll failed.
+    pub fn shutdown(&mut self) -> io::Result<()> {
+        self.core.control.stop = true;
+        self.reactor.stop_listening();
+        // Commands posted before the stop still run (a final broadcast, say).
+        self.core.run_commands(&mut self.reactor);
+        let ids: Vec<ChannelId> = self.reactor.open_ids().collect();
+        for id in ids {
+            self.reactor.close(id, DisconnectReason::ServerStopped);
+        }
+        let deadline = Instant::now() + self.reactor.config().linger + Duration::from_millis(100);
+        while self.reactor.sockets() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let saved = self.core.tick.take();
+            let r = self.reactor.turn(Some(deadline - now), &mut self.core);
+            self.core.tick = saved;
+            r?;
+        }
+        log::info!("repod: server on {} stopped", self.local_addr);
+        Ok(())
+    }
+
+    /// Consumes the server, returning its state.
+    pub fn into_state(self) -> C::Server {
+        self.core.state
+    }
+}
+
+impl<C> Server<C>
+where
+    C: ChannelHandler + Send,
+    C::Server: Send,
+{
+    /// Runs the server on its own thread (Python: `start_background()`), for a player who
+    /// hosts and plays in one process. The returned value stops and joins it.
+    ///
+    /// # Errors
+    ///
+    /// The thread could not be spawned.
+    pub fn start_background(mut self) -> io::Result<BackgroundServer<C>> {
+        let handle = self.handle();
+        let thread = std::thread::Builder::new()
+            .name(format!("repod-server-{}", self.local_addr))
+            .spawn(move || {
+                self.run()?;
+                Ok(self.into_state())
+            })?;
+        Ok(BackgroundServer {
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A thread-safe handle to a running server: `Send`, `Sync` and cheap to clone. Each call
+/// posts a command that the reactor runs on its own thread, in order.
+pub struct ServerHandle<C: ChannelHandler> {
+    mailbox: Arc<Mailbox<C>>,
+    local_addr: SocketAddr,
+}
+
+impl<C: ChannelHandler> Clone for ServerHandle<C> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            mailbox: self.mailbox.clone(),
+            local_addr: self.local_addr,
+        }
+    }
+}
+
+impl<C: ChannelHandler> fmt::Debug for ServerHandle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ChannelHandler> ServerHandle<C> {
+    fn framed<E: Encode + ?Sized>(&self, msg: &E) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        match frame::encode_frame_with(&mut buf, self.mailbox.max_frame_len, |b| msg.encode(b)) {
+            Ok(_) => Some(buf),
+            Err(e) => {
+                log::error!("repod: not sent: {e}");
+                None
+            }
+        }
+    }
+
+    /// Sends `msg` to channel `id` from any thread. Returns the bytes queued; the message is
+    /// dropped later if the channel has closed meanwhile.
+    pub fn send_to<E: Encode + ?Sized>(&self, id: ChannelId, msg: &E) -> usize {
+        let Some(framed) = self.framed(msg) else {
+            return 0;
+        };
+        let n = framed.len();
+        self.mailbox.post(Command::SendTo(id, framed));
+        n
+    }
+
+    /// Sends `msg` to every channel connected when the reactor runs the command.
+    pub fn send_to_all<E: Encode + ?Sized>(&self, msg: &E) -> usize {
+        let Some(framed) = self.framed(msg) else {
+            return 0;
+        };
+        let n = framed.len();
+        self.mailbox.post(Command::SendToAll(framed));
+        n
+    }
+
+    /// Closes channel `id` (its queued output is still delivered).
+    pub fn close(&self, id: ChannelId) {
+        self.mailbox.post(Command::Close(id));
+    }
+
+    /// Asks the server to stop gracefully; see [`Server::shutdown`].
+    pub fn stop(&self) {
+        self.mailbox.post(Command::Stop);
+    }
+
+    /// Runs `f` on the reactor's thread with the server state and a context: the way to read
+    /// or change game state from another thread without a lock.
+    pub fn call(&self, f: impl FnOnce(&mut C::Server, &mut ServerCtx<'_, C>) + Send + 'static) {
+        self.mailbox.post(Command::Call(Box::new(f)));
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+/// A server running on its own thread; see [`Server::start_background`]. Dropping it stops the
+/// server and waits for its thread.
+pub struct BackgroundServer<C: ChannelHandler> {
+    handle: ServerHandle<C>,
+    thread: Option<JoinHandle<io::Result<C::Server>>>,
+}
+
+impl<C: ChannelHandler> fmt::Debug for BackgroundServer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackgroundServer")
+            .field("local_addr", &self.handle.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ChannelHandler> Deref for BackgroundServer<C> {
+    type Target = ServerHandle<C>;
+    fn deref(&self) -> &ServerHandle<C> {
+        &self.handle
+    }
+}
+
+impl<C: ChannelHandler> BackgroundServer<C> {
+    /// A handle to give to other threads.
+    pub fn handle(&self) -> ServerHandle<C> {
+        self.handle.clone()
+    }
+
+    /// Stops the server gracefully and waits for its thread. Returns the final server state.
+    ///
+    /// # Errors
+    ///
+    /// The reactor failed, or the server thread panicked (a panic in a server hook).
+    pub fn stop_and_join(mut self) -> io::Result<C::Server> {
+        self.handle.stop();
+        self.join_inner()
+    }
+
+    /// Waits for the server to stop by itself (a handler called [`ServerCtx::stop`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`stop_and_join`](Self::stop_and_join).
+    pub fn join(mut self) -> io::Result<C::Server> {
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> io::Result<C::Server> {
+        let thread = self.thread.take().expect("joined once");
+        thread
+            .join()
+            .map_err(|_| io::Error::other("the server thread panicked"))?
+    }
+}
+
+impl<C: ChannelHandler> Drop for BackgroundServer<C> {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.handle.stop();
+            let _ = t.join();
+        }
+    }
+}
