@@ -294,10 +294,7 @@ mod tests {
         let v = rmpv::Value::Map(vec![
             ("action".into(), "x".into()),
             ("n".into(), rmpv::Value::from(-5)),
-            (
-                "l".into(),
-                rmpv::Value::Array(vec![1.into(), "a".into()]),
-            ),
+            ("l".into(), rmpv::Value::Array(vec![1.into(), "a".into()])),
         ]);
         assert_eq!(enc(&v), enc(msg! { "action": "x", "n": -5, "l": (1, "a") }));
     }

@@ -12,4 +12,9 @@ pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};
 pub use message::{Field, Message, OwnedMessage};
 pub use reactor::ChannelId;
-pub use server::{BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle, ServerHandler};
+pub use server::{
+    BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
+    ServerHandler,
+};
+pub mod client;
+pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode};

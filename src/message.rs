@@ -135,7 +135,8 @@ impl<'a> Message<'a> {
     ///
     /// [`Error::MissingField`].
     pub fn field(&self, key: &str) -> Result<Field<'a>, Error> {
-        self.get(key).ok_or_else(|| Error::MissingField { key: key.into() })
+        self.get(key)
+            .ok_or_else(|| Error::MissingField { key: key.into() })
     }
 
     fn typed<T>(
@@ -201,7 +202,9 @@ impl<'a> Message<'a> {
     ///
     /// [`Error::MissingField`] or [`Error::WrongType`].
     pub fn i32(&self, key: &str) -> Result<i32, Error> {
-        self.typed(key, "an i32", |f| f.as_i64().and_then(|v| v.try_into().ok()))
+        self.typed(key, "an i32", |f| {
+            f.as_i64().and_then(|v| v.try_into().ok())
+        })
     }
 
     /// The integer under `key`, if it fits a `u32`.
@@ -298,11 +301,6 @@ pub struct OwnedMessage {
 }
 
 impl OwnedMessage {
-    /// Takes ownership of an already validated payload.
-    pub(crate) fn from_validated(payload: Vec<u8>) -> Self {
-        OwnedMessage { payload }
-    }
-
     /// Validates `payload` and takes it.
     ///
     /// # Errors
@@ -642,11 +640,9 @@ impl Validator<'_> {
     fn value(&mut self, depth: usize) -> Result<(), Error> {
         let (marker, at) = self.marker()?;
         let (children, skip) = match marker {
-            Marker::FixPos(_)
-            | Marker::FixNeg(_)
-            | Marker::Null
-            | Marker::True
-            | Marker::False => (0, 0),
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                (0, 0)
+            }
             Marker::U8 | Marker::I8 => (0, 1),
             Marker::U16 | Marker::I16 => (0, 2),
             Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
@@ -797,11 +793,26 @@ mod tests {
 
     #[test]
     fn error_cases_are_distinct() {
-        assert!(matches!(Message::parse(b"\x93\x01\x02\x03"), Err(Error::NotAMap)));
-        assert!(matches!(Message::parse(b"\xc1"), Err(Error::InvalidMsgpack { .. })));
-        assert!(matches!(Message::parse(b"\x81\xa1a"), Err(Error::InvalidMsgpack { .. })));
-        assert!(matches!(Message::parse(b"\x80\x00"), Err(Error::InvalidMsgpack { .. })));
-        assert!(matches!(Message::parse(b""), Err(Error::InvalidMsgpack { .. })));
+        assert!(matches!(
+            Message::parse(b"\x93\x01\x02\x03"),
+            Err(Error::NotAMap)
+        ));
+        assert!(matches!(
+            Message::parse(b"\xc1"),
+            Err(Error::InvalidMsgpack { .. })
+        ));
+        assert!(matches!(
+            Message::parse(b"\x81\xa1a"),
+            Err(Error::InvalidMsgpack { .. })
+        ));
+        assert!(matches!(
+            Message::parse(b"\x80\x00"),
+            Err(Error::InvalidMsgpack { .. })
+        ));
+        assert!(matches!(
+            Message::parse(b""),
+            Err(Error::InvalidMsgpack { .. })
+        ));
         assert!(matches!(
             Message::parse(b"\x81\xa6action\x05"),
             Err(Error::ActionNotString)
@@ -859,6 +870,9 @@ mod tests {
         let p = enc(msg! { "seq": 5 });
         let r = enc(Message::parse(&p).unwrap().with_action("x"));
         let r = Message::parse(&r).unwrap();
-        assert_eq!((r.action(), r.u64("seq").unwrap(), r.entries().len()), ("x", 5, 2));
+        assert_eq!(
+            (r.action(), r.u64("seq").unwrap(), r.entries().len()),
+            ("x", 5, 2)
+        );
     }
 }

@@ -231,11 +231,6 @@ impl Reactor {
         self.remote.clone()
     }
 
-    /// The time of the current turn.
-    pub(crate) fn now(&self) -> Instant {
-        self.now
-    }
-
     pub(crate) fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let mut listener = TcpListener::bind(addr)?;
         self.poll
@@ -332,10 +327,6 @@ impl Reactor {
         self.link(id).is_some_and(Link::is_live)
     }
 
-    pub(crate) fn is_connecting(&self, id: ChannelId) -> bool {
-        self.link(id).is_some_and(|l| l.state == State::Connecting)
-    }
-
     pub(crate) fn peer_addr(&self, id: ChannelId) -> Option<SocketAddr> {
         self.link(id).and_then(|l| l.addr)
     }
@@ -372,7 +363,10 @@ impl Reactor {
         msg: &E,
     ) -> Result<usize, Error> {
         let max = self.cfg.max_frame_len;
-        let link = self.link_mut(id).filter(|l| l.is_live()).ok_or(Error::Closed)?;
+        let link = self
+            .link_mut(id)
+            .filter(|l| l.is_live())
+            .ok_or(Error::Closed)?;
         compact(link);
         let before = link.out.len();
         let n = frame::encode_frame_with(&mut link.out, max, |buf| msg.encode(buf))?;
@@ -381,7 +375,10 @@ impl Reactor {
 
     /// Queues bytes that are already framed (from another thread's handle).
     pub(crate) fn send_framed(&mut self, id: ChannelId, framed: &[u8]) -> Result<usize, Error> {
-        let link = self.link_mut(id).filter(|l| l.is_live()).ok_or(Error::Closed)?;
+        let link = self
+            .link_mut(id)
+            .filter(|l| l.is_live())
+            .ok_or(Error::Closed)?;
         compact(link);
         let before = link.out.len();
         link.out.extend_from_slice(framed);
@@ -403,7 +400,10 @@ impl Reactor {
                     "repod: closing {:?} ({id:?}): {err}",
                     link.addr.map(|a| a.to_string()).unwrap_or_default()
                 );
-                self.close(id, DisconnectReason::Error(Error::OutputFull { queued, max }));
+                self.close(
+                    id,
+                    DisconnectReason::Error(Error::OutputFull { queued, max }),
+                );
             }
             return Err(err);
         }
@@ -412,6 +412,15 @@ impl Reactor {
             self.dirty.push(id.index());
         }
         Ok(n)
+    }
+
+    /// Writes `id`'s queued output now instead of at the end of the turn.
+    pub(crate) fn flush_now(&mut self, id: ChannelId) {
+        if let Some(link) = self.link_mut(id) {
+            if link.state == State::Open && link.queued() > 0 {
+                self.flush(id.index());
+            }
+        }
     }
 
     /// Sends one message to every open connection that `to` accepts, encoding it once.
@@ -556,7 +565,11 @@ impl Reactor {
             if flags & (WRITABLE | HANGUP) != 0 {
                 self.finish_connect(index, driver);
             }
-            if self.links.get(index).is_none_or(|l| l.state == State::Connecting) {
+            if self
+                .links
+                .get(index)
+                .is_none_or(|l| l.state == State::Connecting)
+            {
                 return;
             }
         }

@@ -81,8 +81,16 @@ pub trait ChannelHandler: Sized + 'static {
 
     /// Messages whose action has no route, including maps with no `"action"` key (seen as
     /// action `""`). The default logs them at debug level.
-    fn network_received(&mut self, ctx: &mut ChannelCtx<'_, Self>, msg: &Message<'_>) -> HandlerResult {
-        log::debug!("repod: {:?}: no route for action {:?}", ctx.id(), msg.action());
+    fn network_received(
+        &mut self,
+        ctx: &mut ChannelCtx<'_, Self>,
+        msg: &Message<'_>,
+    ) -> HandlerResult {
+        log::debug!(
+            "repod: {:?}: no route for action {:?}",
+            ctx.id(),
+            msg.action()
+        );
         Ok(())
     }
 
@@ -114,7 +122,13 @@ pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
 
     /// A client is gone, after its channel's [`ChannelHandler::on_close`]. The channel's state
     /// is handed over (keep it for a reconnection, or let it drop).
-    fn on_disconnect(&mut self, ctx: &mut ServerCtx<'_, C>, id: ChannelId, channel: C, reason: &DisconnectReason) {
+    fn on_disconnect(
+        &mut self,
+        ctx: &mut ServerCtx<'_, C>,
+        id: ChannelId,
+        channel: C,
+        reason: &DisconnectReason,
+    ) {
         let _ = (ctx, id, channel, reason);
     }
 
@@ -126,7 +140,8 @@ pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
 
 impl<C: ChannelHandler> ServerHandler<C> for () {}
 
-type Route<C> = Box<dyn Fn(&mut C, &mut ChannelCtx<'_, C>, &Message<'_>) -> HandlerResult + Send + Sync>;
+type Route<C> =
+    Box<dyn Fn(&mut C, &mut ChannelCtx<'_, C>, &Message<'_>) -> HandlerResult + Send + Sync>;
 
 /// The action table of a channel type; see [`ChannelHandler::routes`].
 pub struct Routes<C: ChannelHandler> {
@@ -147,7 +162,10 @@ impl<C: ChannelHandler> Routes<C> {
     /// `fn(&mut Self, &mut ChannelCtx<Self>, &Message) -> HandlerResult`.
     pub fn on<F>(&mut self, action: &str, handler: F) -> &mut Self
     where
-        F: Fn(&mut C, &mut ChannelCtx<'_, C>, &Message<'_>) -> HandlerResult + Send + Sync + 'static,
+        F: Fn(&mut C, &mut ChannelCtx<'_, C>, &Message<'_>) -> HandlerResult
+            + Send
+            + Sync
+            + 'static,
     {
         self.table.insert(action, Box::new(handler));
         self
@@ -210,7 +228,11 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
     /// [`Error::Closed`], [`Error::FrameTooLarge`] (over
     /// [`Config::max_frame_len`](crate::Config::max_frame_len)), or [`Error::OutputFull`]
     /// (the slow-reader policy applied).
-    pub fn try_send_to<E: Encode + ?Sized>(&mut self, id: ChannelId, msg: &E) -> Result<usize, Error> {
+    pub fn try_send_to<E: Encode + ?Sized>(
+        &mut self,
+        id: ChannelId,
+        msg: &E,
+    ) -> Result<usize, Error> {
         self.reactor.send(id, msg)
     }
 
@@ -313,7 +335,9 @@ pub struct ChannelCtx<'a, C: ChannelHandler> {
 
 impl<C: ChannelHandler> fmt::Debug for ChannelCtx<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChannelCtx").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ChannelCtx")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -386,7 +410,8 @@ struct Tick {
     next: Instant,
 }
 
-type Factory<C> = Box<dyn FnMut(&mut <C as ChannelHandler>::Server, ChannelId, SocketAddr) -> C + Send>;
+type Factory<C> =
+    Box<dyn FnMut(&mut <C as ChannelHandler>::Server, ChannelId, SocketAddr) -> C + Send>;
 type Call<C> = Box<dyn FnOnce(&mut <C as ChannelHandler>::Server, &mut ServerCtx<'_, C>) + Send>;
 
 enum Command<C: ChannelHandler> {
@@ -469,7 +494,11 @@ impl<C: ChannelHandler> Core<C> {
 
     fn run_commands(&mut self, reactor: &mut Reactor) {
         {
-            let mut q = self.mailbox.commands.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = self
+                .mailbox
+                .commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             std::mem::swap(&mut *q, &mut self.drained);
         }
         let mut commands = std::mem::take(&mut self.drained);
@@ -652,7 +681,9 @@ impl<C: ChannelHandler> Server<C> {
             }
         }
         let local_addr = bound.ok_or_else(|| {
-            last_err.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))
+            last_err.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
+            })
         })?;
         log::info!("repod: listening on {local_addr}");
         let mailbox = Arc::new(Mailbox {

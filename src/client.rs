@@ -1,0 +1,921 @@
+//! The client: a low-level [`Connection`], and the [`Client`] that dispatches to a
+//! [`Listener`] (Python's `ConnectionListener`).
+//!
+//! Two modes, chosen when connecting:
+//! - [`Mode::Stepped`]: no thread at all. The network advances exactly when the game calls
+//!   [`Client::pump`], which reads the socket with a zero timeout, dispatches what arrived, and
+//!   writes what the handlers sent, in one syscall.
+//! - [`Mode::Background`]: the reactor runs on its own thread and only queues; `pump` hands the
+//!   queued messages to the handlers on the game's thread (Python repod's model).
+//!
+//! Connection events arrive as messages, routed like any other, so Python code ports line for
+//! line:
+//!
+//! | action          | when                                                                  |
+//! |-----------------|-----------------------------------------------------------------------|
+//! | `socketConnect` | the TCP connection is established (generated locally)                 |
+//! | `connected`     | the server's greeting arrived: once per connection                    |
+//! | `error`         | connecting failed, or the server sent a frame that had to be dropped; `"error"` holds the text |
+//! | `disconnected`  | the connection ended after it was established; `"reason"` says why    |
+//!
+//! Python's client generates `connected` itself on TCP connect *and* receives the server's
+//! greeting, so its handlers see `connected` twice. Ours generates only `socketConnect` and lets
+//! the greeting through: one `connected` per connection, meaning the server has set up the
+//! channel. `send` works before that: messages sent while connecting are queued and delivered
+//! once the connection is up.
+//!
+//! ```no_run
+//! use repod::{msg, Client, ClientCtx, ClientRoutes, Listener};
+//!
+//! struct Game {
+//!     running: bool,
+//! }
+//!
+//! impl Listener for Game {
+//!     fn routes(r: &mut ClientRoutes<Self>) {
+//!         r.on("connected", |_me, net, _m| {
+//!             net.send(&msg! { "action": "join", "name": "Guest" });
+//!             Ok(())
+//!         });
+//!         r.on("error", |me, _net, m| {
+//!             eprintln!("error: {}", m.str("error")?);
+//!             me.running = false;
+//!             Ok(())
+//!         });
+//!         r.on("disconnected", |me, _net, _m| {
+//!             me.running = false;
+//!             Ok(())
+//!         });
+//!     }
+//! }
+//!
+//! let mut client = Client::connect("127.0.0.1:5071", Game { running: true })?;
+//! while client.listener().running {
+//!     client.pump(); // advance the socket, dispatch everything that arrived
+//!     // update(); render();
+//!     std::thread::sleep(std::time::Duration::from_millis(10));
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::dispatch::{guard, ActionTable};
+use crate::encode::Encode;
+use crate::frame::{self, HEADER_LEN};
+use crate::reactor::{Driver, Reactor, Remote};
+use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, OwnedMessage};
+
+/// Where the client's reactor runs. See the [module documentation](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// No thread: `pump` advances the socket.
+    #[default]
+    Stepped,
+    /// A background thread runs the socket; `pump` dispatches what it queued.
+    Background,
+}
+
+const CONNECTING: u8 = 0;
+const OPEN: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// What a client handler can do with its connection.
+pub struct ClientCtx<'a> {
+    link: LinkRef<'a>,
+}
+
+enum LinkRef<'a> {
+    Stepped(&'a mut Reactor, Option<ChannelId>),
+    Background(&'a Shared),
+}
+
+impl fmt::Debug for ClientCtx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCtx")
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl ClientCtx<'_> {
+    /// Queues `msg` for the server. Returns the bytes queued (length prefix included), or 0
+    /// once the connection is closed (Python: `send`). Handlers' sends leave together, in one
+    /// write, when the pump finishes.
+    pub fn send<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.try_send(msg).unwrap_or(0)
+    }
+
+    /// As [`send`](Self::send), with the reason when nothing was queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::FrameTooLarge`] or [`Error::OutputFull`].
+    pub fn try_send<E: Encode + ?Sized>(&mut self, msg: &E) -> Result<usize, Error> {
+        match &mut self.link {
+            LinkRef::Stepped(reactor, Some(id)) => reactor.send(*id, msg),
+            LinkRef::Stepped(_, None) => Err(Error::Closed),
+            LinkRef::Background(shared) => shared.send(msg),
+        }
+    }
+
+    /// Whether the connection is open (or still connecting).
+    pub fn is_connected(&self) -> bool {
+        match &self.link {
+            LinkRef::Stepped(reactor, Some(id)) => reactor.is_open(*id),
+            LinkRef::Stepped(_, None) => false,
+            LinkRef::Background(shared) => shared.status() != CLOSED,
+        }
+    }
+
+    /// Closes the connection after what is queued is delivered. A `disconnected` event
+    /// follows.
+    pub fn close(&mut self) {
+        match &mut self.link {
+            LinkRef::Stepped(reactor, Some(id)) => reactor.close(*id, DisconnectReason::Closed),
+            LinkRef::Stepped(_, None) => {}
+            LinkRef::Background(shared) => shared.request_close(),
+        }
+    }
+}
+
+/// Builds the payload of a locally generated event.
+fn event(buf: &mut Vec<u8>, action: &str, key: &str, text: Option<&str>) {
+    buf.clear();
+    match text {
+        Some(t) => msg! { "action": action, key: t }.encode(buf),
+        None => msg! { "action": action }.encode(buf),
+    }
+}
+
+/// Tracks what the application has been told, so each event is generated once.
+#[derive(Debug, Default)]
+struct Status {
+    established: bool,
+    ended: bool,
+}
+
+impl Status {
+    /// The payload of the event for the end of the connection.
+    fn end_event(&mut self, buf: &mut Vec<u8>, reason: &DisconnectReason) {
+        self.ended = true;
+        if self.established {
+            event(buf, "disconnected", "reason", Some(&reason.to_string()));
+        } else {
+            let text = match reason {
+                DisconnectReason::Error(Error::Io(e)) => e.to_string(),
+                other => other.to_string(),
+            };
+            event(buf, "error", "error", Some(&text));
+        }
+    }
+}
+
+/// The driver of a stepped connection: hands messages straight to the caller's closure.
+struct StepDriver<'f, F> {
+    deliver: &'f mut F,
+    status: &'f mut Status,
+    event: &'f mut Vec<u8>,
+    max_depth: usize,
+    count: usize,
+}
+
+impl<F: FnMut(&mut ClientCtx<'_>, &Message<'_>)> StepDriver<'_, F> {
+    fn emit(&mut self, reactor: &mut Reactor, id: Option<ChannelId>, payload: &[u8]) {
+        if let Ok(m) = Message::parse_with_depth(payload, usize::MAX) {
+            let mut ctx = ClientCtx {
+                link: LinkRef::Stepped(reactor, id),
+            };
+            (self.deliver)(&mut ctx, &m);
+            self.count += 1;
+        }
+    }
+
+    fn emit_event(&mut self, reactor: &mut Reactor, id: Option<ChannelId>) {
+        let ev = std::mem::take(self.event);
+        self.emit(reactor, id, &ev);
+        *self.event = ev;
+    }
+}
+
+impl<F: FnMut(&mut ClientCtx<'_>, &Message<'_>)> Driver for StepDriver<'_, F> {
+    fn accepted(&mut self, _: &mut Reactor, _: ChannelId) {}
+
+    fn connected(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        self.status.established = true;
+        event(self.event, "socketConnect", "", None);
+        self.emit_event(reactor, Some(id));
+    }
+
+    fn frame(&mut self, reactor: &mut Reactor, id: ChannelId, payload: &[u8]) {
+        match Message::parse_with_depth(payload, self.max_depth) {
+            Ok(m) => {
+                let mut ctx = ClientCtx {
+                    link: LinkRef::Stepped(reactor, Some(id)),
+                };
+                (self.deliver)(&mut ctx, &m);
+                self.count += 1;
+            }
+            Err(e) => {
+                log::warn!("repod: dropped a frame from the server: {e}");
+                event(self.event, "error", "error", Some(&e.to_string()));
+                self.emit_event(reactor, Some(id));
+            }
+        }
+    }
+
+    fn closed(&mut self, reactor: &mut Reactor, id: ChannelId, reason: DisconnectReason) {
+        log::debug!("repod: client connection {id:?} ended: {reason}");
+        self.status.end_event(self.event, &reason);
+        self.emit_event(reactor, None);
+    }
+}
+
+/// State shared between a background connection's thread and its owner.
+struct Shared {
+    /// Complete frames (length prefix included) waiting for `pump`.
+    inbox: Mutex<Vec<u8>>,
+    arrived: Condvar,
+    /// Frames the application sent, waiting for the reactor thread.
+    outbox: Mutex<Vec<u8>>,
+    close_requested: std::sync::atomic::AtomicBool,
+    status: AtomicU8,
+    remote: Remote,
+    max_frame_len: usize,
+    max_queued_output: usize,
+}
+
+impl Shared {
+    fn status(&self) -> u8 {
+        self.status.load(Ordering::Acquire)
+    }
+
+    fn send<E: Encode + ?Sized>(&self, msg: &E) -> Result<usize, Error> {
+        if self.status() == CLOSED || self.close_requested.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = out.is_empty();
+        let before = out.len();
+        let n = frame::encode_frame_with(&mut out, self.max_frame_len, |b| msg.encode(b))?;
+        if out.len() > self.max_queued_output && before > 0 {
+            out.truncate(before);
+            return Err(Error::OutputFull {
+                queued: before + n,
+                max: self.max_queued_output,
+            });
+        }
+        drop(out);
+        if was_empty {
+            self.remote.wake();
+        }
+        Ok(n)
+    }
+
+    fn request_close(&self) {
+        self.close_requested.store(true, Ordering::Release);
+        self.remote.wake();
+    }
+
+    fn push_inbox(&self, frames: &mut Vec<u8>) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        if inbox.is_empty() {
+            // Hand over the whole buffer and keep the (empty) old one: no copy.
+            std::mem::swap(&mut *inbox, frames);
+        } else {
+            inbox.extend_from_slice(frames);
+            frames.clear();
+        }
+        drop(inbox);
+        self.arrived.notify_all();
+    }
+}
+
+/// The driver of the background thread: queues frames for `pump`.
+struct QueueDriver {
+    shared: Arc<Shared>,
+    id: Option<ChannelId>,
+    status: Status,
+    pending: Vec<u8>,
+    event: Vec<u8>,
+    max_depth: usize,
+}
+
+impl QueueDriver {
+    fn queue(&mut self, payload: &[u8]) {
+        let _ = frame::encode_frame(&mut self.pending, payload);
+    }
+
+    fn queue_event(&mut self) {
+        let ev = std::mem::take(&mut self.event);
+        self.queue(&ev);
+        self.event = ev;
+    }
+}
+
+impl Driver for QueueDriver {
+    fn accepted(&mut self, _: &mut Reactor, _: ChannelId) {}
+
+    fn connected(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        self.status.established = true;
+        self.shared.status.store(OPEN, Ordering::Release);
+        event(&mut self.event, "socketConnect", "", None);
+        self.queue_event();
+        // Sends made while connecting were held by the reactor already; nothing else to do.
+        let _ = (reactor, id);
+    }
+
+    fn frame(&mut self, _: &mut Reactor, _: ChannelId, payload: &[u8]) {
+        // Validated here, on the network thread, so `pump` only dispatches.
+        match Message::parse_with_depth(payload, self.max_depth) {
+            Ok(_) => self.queue(payload),
+            Err(e) => {
+                log::warn!("repod: dropped a frame from the server: {e}");
+                event(&mut self.event, "error", "error", Some(&e.to_string()));
+                self.queue_event();
+            }
+        }
+    }
+
+    fn closed(&mut self, _: &mut Reactor, id: ChannelId, reason: DisconnectReason) {
+        log::debug!("repod: client connection {id:?} ended: {reason}");
+        self.shared.status.store(CLOSED, Ordering::Release);
+        self.status.end_event(&mut self.event, &reason);
+        self.queue_event();
+    }
+
+    fn woken(&mut self, reactor: &mut Reactor) {
+        let mut out = self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if !out.is_empty() {
+            if let Some(id) = self.id {
+                let _ = reactor.send_framed(id, &out);
+            }
+            out.clear();
+        }
+        drop(out);
+        if self.shared.close_requested.load(Ordering::Acquire) {
+            if let Some(id) = self.id {
+                reactor.close(id, DisconnectReason::Closed);
+            }
+        }
+    }
+
+    fn timers(&mut self, _: &mut Reactor, _: Instant) {
+        // Once per turn, after all reads: hand everything over under one lock.
+        self.shared.push_inbox(&mut self.pending);
+    }
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing"))
+}
+
+struct Stepped {
+    reactor: Reactor,
+    id: Option<ChannelId>,
+    status: Status,
+    event: Vec<u8>,
+    /// An event produced outside a pump (a connect that failed at once).
+    early: Option<Vec<u8>>,
+}
+
+struct Background {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    local: Vec<u8>,
+}
+
+enum Inner {
+    Stepped(Box<Stepped>),
+    Background(Background),
+}
+
+/// A low-level client connection (Python's `Client`): connect, send, receive, close.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use repod::{msg, Connection};
+///
+/// let mut conn = Connection::connect("127.0.0.1:5071")?;
+/// conn.send(&msg! { "action": "hello", "name": "Alice" });
+/// while let Some(m) = conn.recv_timeout(Duration::from_secs(1)) {
+///     println!("received {m:?}");
+/// }
+/// conn.close();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Connection {
+    inner: Inner,
+    queue: VecDeque<OwnedMessage>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field(
+                "mode",
+                &match self.inner {
+                    Inner::Stepped(_) => Mode::Stepped,
+                    Inner::Background(_) => Mode::Background,
+                },
+            )
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Starts connecting in [`Mode::Stepped`] and returns at once. The outcome arrives as a
+    /// `socketConnect` or an `error` message.
+    ///
+    /// # Errors
+    ///
+    /// Only when the poller cannot be created; connection failures arrive as `error` messages.
+    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        Self::connect_with(addr, Mode::Stepped, Config::default())
+    }
+
+    /// Starts connecting with a reactor on a background thread ([`Mode::Background`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), or the thread could not be spawned.
+    pub fn connect_background(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        Self::connect_with(addr, Mode::Background, Config::default())
+    }
+
+    /// Starts connecting in the given mode, with the given limits.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_background`](Self::connect_background).
+    pub fn connect_with(addr: impl ToSocketAddrs, mode: Mode, cfg: Config) -> io::Result<Self> {
+        let mut reactor = Reactor::new(cfg)?;
+        let target = resolve(addr);
+        let id = target.and_then(|a| reactor.connect(a));
+        let inner = match mode {
+            Mode::Stepped => {
+                let mut s = Stepped {
+                    reactor,
+                    id: None,
+                    status: Status::default(),
+                    event: Vec::new(),
+                    early: None,
+                };
+                match id {
+                    Ok(id) => s.id = Some(id),
+                    Err(e) => {
+                        log::warn!("repod: connect failed: {e}");
+                        let mut ev = Vec::new();
+                        s.status
+                            .end_event(&mut ev, &DisconnectReason::Error(Error::Io(e)));
+                        s.early = Some(ev);
+                    }
+                }
+                Inner::Stepped(Box::new(s))
+            }
+            Mode::Background => {
+                let cfg = reactor.config().clone();
+                let shared = Arc::new(Shared {
+                    inbox: Mutex::new(Vec::new()),
+                    arrived: Condvar::new(),
+                    outbox: Mutex::new(Vec::new()),
+                    close_requested: Default::default(),
+                    status: AtomicU8::new(CONNECTING),
+                    remote: reactor.remote(),
+                    max_frame_len: cfg.max_frame_len,
+                    max_queued_output: cfg.max_queued_output,
+                });
+                let mut driver = QueueDriver {
+                    shared: shared.clone(),
+                    id: None,
+                    status: Status::default(),
+                    pending: Vec::new(),
+                    event: Vec::new(),
+                    max_depth: cfg.max_depth,
+                };
+                let thread = match id {
+                    Ok(id) => {
+                        driver.id = Some(id);
+                        Some(
+                            std::thread::Builder::new()
+                                .name("repod-client".into())
+                                .spawn(move || run_background(reactor, driver))?,
+                        )
+                    }
+                    Err(e) => {
+                        log::warn!("repod: connect failed: {e}");
+                        shared.status.store(CLOSED, Ordering::Release);
+                        driver
+                            .status
+                            .end_event(&mut driver.event, &DisconnectReason::Error(Error::Io(e)));
+                        driver.queue_event();
+                        shared.push_inbox(&mut driver.pending);
+                        None
+                    }
+                };
+                Inner::Background(Background {
+                    shared,
+                    thread,
+                    local: Vec::new(),
+                })
+            }
+        };
+        Ok(Connection {
+            inner,
+            queue: VecDeque::new(),
+        })
+    }
+
+    /// Queues `msg` for the server; returns the bytes queued (length prefix included), or 0
+    /// once the connection is closed. Works while connecting: the message leaves once the
+    /// connection is up. Outside a pump the message is written at once.
+    pub fn send<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.try_send(msg).unwrap_or(0)
+    }
+
+    /// As [`send`](Self::send), with the reason when nothing was queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::FrameTooLarge`] or [`Error::OutputFull`].
+    pub fn try_send<E: Encode + ?Sized>(&mut self, msg: &E) -> Result<usize, Error> {
+        match &mut self.inner {
+            Inner::Stepped(s) => {
+                let id = s.id.ok_or(Error::Closed)?;
+                let n = s.reactor.send(id, msg)?;
+                // Outside a pump nothing else would write it before the next frame.
+                s.reactor.flush_now(id);
+                Ok(n)
+            }
+            Inner::Background(b) => b.shared.send(msg),
+        }
+    }
+
+    /// Whether the connection is open or still connecting.
+    pub fn is_connected(&self) -> bool {
+        match &self.inner {
+            Inner::Stepped(s) => s.id.is_some_and(|id| s.reactor.is_open(id)),
+            Inner::Background(b) => b.shared.status() != CLOSED,
+        }
+    }
+
+    /// Closes the connection after what was sent is delivered. A `disconnected` message
+    /// follows (the next pump, in stepped mode).
+    pub fn close(&mut self) {
+        match &mut self.inner {
+            Inner::Stepped(s) => {
+                if let Some(id) = s.id {
+                    s.reactor.close(id, DisconnectReason::Closed);
+                }
+            }
+            Inner::Background(b) => b.shared.request_close(),
+        }
+    }
+
+    /// Advances the connection, waiting at most `timeout` for something to arrive, and calls
+    /// `f` with every message (events included) that arrived, in order. Returns how many.
+    ///
+    /// In stepped mode this is where the socket is read and written; in background mode it
+    /// dispatches what the network thread queued.
+    pub fn poll<F>(&mut self, timeout: Duration, mut f: F) -> usize
+    where
+        F: FnMut(&mut ClientCtx<'_>, &Message<'_>),
+    {
+        let mut count = 0;
+        while let Some(m) = self.queue.pop_front() {
+            let mut ctx = self.ctx();
+            f(&mut ctx, &m.message());
+            count += 1;
+        }
+        match &mut self.inner {
+            Inner::Stepped(s) => count + s.poll(timeout, &mut f),
+            Inner::Background(b) => count + b.poll(timeout, &mut f),
+        }
+    }
+
+    fn ctx(&mut self) -> ClientCtx<'_> {
+        match &mut self.inner {
+            Inner::Stepped(s) => ClientCtx {
+                link: LinkRef::Stepped(&mut s.reactor, s.id),
+            },
+            Inner::Background(b) => ClientCtx {
+                link: LinkRef::Background(&b.shared),
+            },
+        }
+    }
+
+    /// The next message, waiting at most `timeout`. Allocates a copy of each message; games
+    /// use [`poll`](Self::poll) or a [`Client`] instead.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<OwnedMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.queue.pop_front() {
+                return Some(m);
+            }
+            let mut got = Vec::new();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match &mut self.inner {
+                Inner::Stepped(s) => s.poll(left, &mut |_: &mut ClientCtx<'_>, m: &Message<'_>| {
+                    got.push(m.to_owned())
+                }),
+                Inner::Background(b) => b
+                    .poll(left, &mut |_: &mut ClientCtx<'_>, m: &Message<'_>| {
+                        got.push(m.to_owned())
+                    }),
+            };
+            self.queue.extend(got);
+            if self.queue.is_empty() && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// The next message if one is queued or readable right now.
+    pub fn try_recv(&mut self) -> Option<OwnedMessage> {
+        self.recv_timeout(Duration::ZERO)
+    }
+}
+
+impl Stepped {
+    fn poll<F>(&mut self, timeout: Duration, f: &mut F) -> usize
+    where
+        F: FnMut(&mut ClientCtx<'_>, &Message<'_>),
+    {
+        if let Some(ev) = self.early.take() {
+            if let Ok(m) = Message::parse(&ev) {
+                f(
+                    &mut ClientCtx {
+                        link: LinkRef::Stepped(&mut self.reactor, None),
+                    },
+                    &m,
+                );
+            }
+            return 1;
+        }
+        if self.status.ended {
+            if !timeout.is_zero() {
+                std::thread::sleep(timeout);
+            }
+            return 0;
+        }
+        let mut driver = StepDriver {
+            deliver: f,
+            status: &mut self.status,
+            event: &mut self.event,
+            max_depth: self.reactor.config().max_depth,
+            count: 0,
+        };
+        if let Err(e) = self.reactor.turn(Some(timeout), &mut driver) {
+            log::error!("repod: client poll failed: {e}");
+        }
+        driver.count
+    }
+}
+
+impl Background {
+    fn poll<F>(&mut self, timeout: Duration, f: &mut F) -> usize
+    where
+        F: FnMut(&mut ClientCtx<'_>, &Message<'_>),
+    {
+        {
+            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            if inbox.is_empty() && !timeout.is_zero() {
+                inbox = self
+                    .shared
+                    .arrived
+                    .wait_timeout_while(inbox, timeout, |i| i.is_empty())
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            // Swap buffers: the network thread fills one while the game reads the other.
+            std::mem::swap(&mut *inbox, &mut self.local);
+        }
+        let mut count = 0;
+        let mut rest = &self.local[..];
+        let mut ctx = ClientCtx {
+            link: LinkRef::Background(&self.shared),
+        };
+        while rest.len() >= HEADER_LEN {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let payload = &rest[HEADER_LEN..HEADER_LEN + len];
+            rest = &rest[HEADER_LEN + len..];
+            if let Ok(m) = Message::parse_with_depth(payload, usize::MAX) {
+                f(&mut ctx, &m);
+                count += 1;
+            }
+        }
+        self.local.clear();
+        count
+    }
+}
+
+fn run_background(mut reactor: Reactor, mut driver: QueueDriver) {
+    loop {
+        if let Err(e) = reactor.turn(None, &mut driver) {
+            log::error!("repod: client reactor failed: {e}");
+            if let Some(id) = driver.id {
+                reactor.close(id, DisconnectReason::Error(Error::Io(e)));
+            }
+        }
+        if driver.status.ended && reactor.sockets() == 0 {
+            driver.shared.push_inbox(&mut driver.pending);
+            return;
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Inner::Background(b) = &mut self.inner {
+            b.shared.request_close();
+            if let Some(t) = b.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A client's handlers: the Rust counterpart of a Python `ConnectionListener` subclass.
+///
+/// Declare routes per action, events included (`connected`, `socketConnect`, `error`,
+/// `disconnected`; see the [module documentation](self)).
+pub trait Listener: Sized + 'static {
+    /// Declares the handler for each action (Python: `Network_{action}` methods).
+    fn routes(routes: &mut ClientRoutes<Self>) {
+        let _ = routes;
+    }
+
+    /// Messages whose action has no route (Python: `network_received`). The default logs them
+    /// at debug level.
+    fn network_received(&mut self, ctx: &mut ClientCtx<'_>, msg: &Message<'_>) -> HandlerResult {
+        let _ = ctx;
+        log::debug!("repod: client: no route for action {:?}", msg.action());
+        Ok(())
+    }
+
+    /// A handler returned an error (or panicked: the panic is caught and reported here). The
+    /// default logs it at warn level.
+    fn on_error(&mut self, ctx: &mut ClientCtx<'_>, error: &Error) {
+        let _ = ctx;
+        log::warn!("repod: client handler failed: {error}");
+    }
+}
+
+type ClientRoute<L> =
+    Box<dyn Fn(&mut L, &mut ClientCtx<'_>, &Message<'_>) -> HandlerResult + Send + Sync>;
+
+/// The action table of a [`Listener`].
+pub struct ClientRoutes<L> {
+    table: ActionTable<ClientRoute<L>>,
+}
+
+impl<L> fmt::Debug for ClientRoutes<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ClientRoutes").field(&self.table).finish()
+    }
+}
+
+impl<L: Listener> ClientRoutes<L> {
+    /// Routes messages whose action is `action` to `handler`.
+    pub fn on<F>(&mut self, action: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&mut L, &mut ClientCtx<'_>, &Message<'_>) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.table.insert(action, Box::new(handler));
+        self
+    }
+}
+
+/// A client that dispatches messages to a [`Listener`] when the game calls
+/// [`pump`](Client::pump). See the [module documentation](self).
+pub struct Client<L: Listener> {
+    conn: Connection,
+    listener: L,
+    routes: ClientRoutes<L>,
+}
+
+impl<L: Listener + fmt::Debug> fmt::Debug for Client<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("conn", &self.conn)
+            .field("listener", &self.listener)
+            .finish()
+    }
+}
+
+impl<L: Listener> Client<L> {
+    /// Connects in [`Mode::Stepped`] (no thread) and returns at once (Python: `connect`).
+    ///
+    /// # Errors
+    ///
+    /// Only when the poller cannot be created; connection failures arrive as `error`.
+    pub fn connect(addr: impl ToSocketAddrs, listener: L) -> io::Result<Self> {
+        Self::connect_with(addr, listener, Mode::Stepped, Config::default())
+    }
+
+    /// Connects with the network on a background thread ([`Mode::Background`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), or the thread could not be spawned.
+    pub fn connect_background(addr: impl ToSocketAddrs, listener: L) -> io::Result<Self> {
+        Self::connect_with(addr, listener, Mode::Background, Config::default())
+    }
+
+    /// Connects in the given mode with the given limits.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_background`](Self::connect_background).
+    pub fn connect_with(
+        addr: impl ToSocketAddrs,
+        listener: L,
+        mode: Mode,
+        cfg: Config,
+    ) -> io::Result<Self> {
+        let mut routes = ClientRoutes {
+            table: ActionTable::default(),
+        };
+        L::routes(&mut routes);
+        Ok(Client {
+            conn: Connection::connect_with(addr, mode, cfg)?,
+            listener,
+            routes,
+        })
+    }
+
+    /// Dispatches every message that has arrived to the listener's handlers, on this thread;
+    /// returns how many. In stepped mode this is also when the socket is read and written.
+    /// Call it once per frame.
+    pub fn pump(&mut self) -> usize {
+        self.pump_timeout(Duration::ZERO)
+    }
+
+    /// As [`pump`](Self::pump), but waits up to `timeout` for the first message when none is
+    /// there yet: for tools and tests that have no frame loop.
+    pub fn pump_timeout(&mut self, timeout: Duration) -> usize {
+        let Client {
+            conn,
+            listener,
+            routes,
+        } = self;
+        conn.poll(timeout, |ctx, m| {
+            let outcome = guard(|| {
+                let r = match routes.table.get(m.action()) {
+                    Some(route) => route(listener, ctx, m),
+                    None => listener.network_received(ctx, m),
+                };
+                if let Err(e) = r {
+                    listener.on_error(ctx, &e);
+                }
+            });
+            if let Err(panic) = outcome {
+                listener.on_error(ctx, &Error::HandlerPanic(panic));
+            }
+        })
+    }
+
+    /// Sends `msg` to the server (Python: `send`): the bytes queued, or 0 once closed.
+    pub fn send<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.conn.send(msg)
+    }
+
+    /// Closes the connection; `disconnected` follows.
+    pub fn close(&mut self) {
+        self.conn.close()
+    }
+
+    /// Whether the connection is open or still connecting.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_connected()
+    }
+
+    /// The listener.
+    pub fn listener(&self) -> &L {
+        &self.listener
+    }
+
+    /// The listener, mutable.
+    pub fn listener_mut(&mut self) -> &mut L {
+        &mut self.listener
+    }
+
+    /// The underlying connection (Python: `connection`).
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
