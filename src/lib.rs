@@ -4,6 +4,8 @@ mod dispatch;
 pub mod encode;
 mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 mod reactor;
 pub mod server;
