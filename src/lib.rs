@@ -1,4 +1,99 @@
-//! repod
+//! # repod: networking for multiplayer games
+//!
+//! Length-prefixed msgpack maps over TCP, routed by their `"action"` key to one handler per
+//! action, on a single-threaded [mio] reactor. Wire-compatible with Python repod 0.1.2
+//! (PyPI `repodnet`), a successor of PodSixNet: Python clients and servers talk to ours
+//! unchanged.
+//!
+//! A server keeps the game, every player's state and every socket on one thread, with no
+//! locks: handlers get `&mut` to their own channel, to the server state, and to the other
+//! channels. A client is pumped from the game's frame loop, with or without a thread.
+//!
+//! ## Server
+//!
+//! ```no_run
+//! use repod::{msg, ChannelHandler, Routes, Server};
+//!
+//! #[derive(Default)]
+//! struct Player {
+//!     nickname: String,
+//! }
+//!
+//! impl ChannelHandler for Player {
+//!     type Server = (); // server-wide state; see `ServerHandler`
+//!
+//!     fn routes(r: &mut Routes<Self>) {
+//!         // Python: def Network_nickname(self, data)
+//!         r.on("nickname", |me, _ctx, m| {
+//!             me.nickname = m.str("nickname")?.to_owned();
+//!             Ok(())
+//!         });
+//!         r.on("chat", |me, ctx, m| {
+//!             ctx.send_to_all(&msg! { "action": "chat", "text": m.str("text")?, "from": &me.nickname });
+//!             Ok(())
+//!         });
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     Server::<Player>::bind("0.0.0.0:5071", ())?.launch() // until Ctrl-C, then a clean stop
+//! }
+//! ```
+//!
+//! ## Client
+//!
+//! ```no_run
+//! use repod::{msg, Client, ClientRoutes, Listener};
+//!
+//! struct Game {
+//!     running: bool,
+//! }
+//!
+//! impl Listener for Game {
+//!     fn routes(r: &mut ClientRoutes<Self>) {
+//!         r.on("connected", |_me, net, _m| {
+//!             net.send(&msg! { "action": "nickname", "nickname": "Alice" });
+//!             Ok(())
+//!         });
+//!         r.on("chat", |_me, _net, m| {
+//!             println!("{}: {}", m.str("from")?, m.str("text")?);
+//!             Ok(())
+//!         });
+//!         r.on("disconnected", |me, _net, _m| {
+//!             me.running = false;
+//!             Ok(())
+//!         });
+//!     }
+//! }
+//!
+//! let mut client = Client::connect("127.0.0.1:5071", Game { running: true })?; // returns at once
+//! while client.listener().running {
+//!     client.pump(); // no thread: the socket advances here
+//!     // update(); render();
+//! #   break;
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Modules
+//!
+//! - [`frame`]: the length-prefix codec, with no I/O;
+//! - [`message`]: reading a received map in place; [`encode`]: writing one with [`msg!`];
+//! - [`server`]: [`Server`], [`ChannelHandler`], [`ServerHandler`] and their contexts;
+//! - [`client`]: [`Client`] with a [`Listener`], and the low-level [`Connection`];
+//! - [`config`]: limits (frame size, output per connection, idle timeout, connections).
+//!
+//! The reactor is private: it is the only code that touches sockets.
+//!
+//! ## Logging
+//!
+//! Diagnostics go through the [`log`] crate and are silent unless the application installs a
+//! logger.
+
+#![warn(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod client;
 pub mod config;
 mod dispatch;
 pub mod encode;
@@ -9,6 +104,8 @@ pub mod fuzzing;
 pub mod message;
 mod reactor;
 pub mod server;
+
+pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode};
 pub use config::{Config, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};
@@ -18,5 +115,3 @@ pub use server::{
     BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
     ServerHandler,
 };
-pub mod client;
-pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode};

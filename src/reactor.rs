@@ -657,10 +657,7 @@ impl Reactor {
     fn read(&mut self, index: usize, driver: &mut impl Driver) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = self.cfg.read_budget;
-        loop {
-            let Some(link) = self.links.get_mut(index) else {
-                break;
-            };
+        while let Some(link) = self.links.get_mut(index) {
             let id = ChannelId {
                 index: index as u32,
                 gen: link.gen,
