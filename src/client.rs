@@ -25,7 +25,7 @@
 //! once the connection is up.
 //!
 //! ```no_run
-//! use repod::{msg, Client, ClientCtx, ClientRoutes, Listener};
+//! use repod::{msg, Client, ClientRoutes, Listener};
 //!
 //! struct Game {
 //!     running: bool,

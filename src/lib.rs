@@ -115,3 +115,8 @@ pub use server::{
     BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
     ServerHandler,
 };
+
+/// The README's examples, compiled as doc tests so the quick start cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
