@@ -666,7 +666,8 @@ impl Stepped {
             }
             return 1;
         }
-        if self.status.ended {
+        // After the end, the socket may still be flushing what was sent before `close`.
+        if self.status.ended && self.reactor.sockets() == 0 {
             if !timeout.is_zero() {
                 std::thread::sleep(timeout);
             }

@@ -577,7 +577,7 @@ impl Reactor {
             self.flush(index);
         }
         if flags & (READABLE | HANGUP) != 0 {
-            self.read(index, driver);
+            self.read(index, driver, flags & HANGUP != 0);
         }
     }
 
@@ -654,7 +654,7 @@ impl Reactor {
         self.accept_pending = true;
     }
 
-    fn read(&mut self, index: usize, driver: &mut impl Driver) {
+    fn read(&mut self, index: usize, driver: &mut impl Driver, hangup: bool) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = self.cfg.read_budget;
         while let Some(link) = self.links.get_mut(index) {
@@ -705,8 +705,9 @@ impl Reactor {
                         break;
                     }
                     // A short read emptied the socket: skip the read that would only say
-                    // WouldBlock. Linux's epoll reports new data with a new edge regardless.
-                    if cfg!(target_os = "linux") && n < scratch.len() {
+                    // WouldBlock. Linux's epoll reports new data with a new edge regardless;
+                    // but a FIN that came with this data has had its edge, so read on to it.
+                    if cfg!(target_os = "linux") && n < scratch.len() && !hangup {
                         break;
                     }
                 }
@@ -732,7 +733,7 @@ impl Reactor {
         }
         let backlog = std::mem::take(&mut self.backlog);
         for &index in &backlog {
-            self.read(index, driver);
+            self.read(index, driver, true);
             self.deliver_closed(driver);
         }
         // Keep the allocation; `read` may have queued new work meanwhile.

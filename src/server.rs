@@ -362,10 +362,11 @@ impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
 
     /// The remote address (Python: `self.addr`).
     pub fn addr(&self) -> SocketAddr {
+        // Known from accept until the socket is gone, which is after the last hook.
         self.inner
             .reactor
             .peer_addr(self.id)
-            .expect("an accepted connection has a peer address")
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Whether this channel is still connected (Python: `is_connected`).
