@@ -40,6 +40,10 @@
 //!                        once, so small accept backlogs don't overflow [64]
 //!   --drain-ms MS        fanout: keep receiving after the last send [1000]
 //!   --timeout SECS       limit for connecting and greeting everybody [60]
+//!   --sources K          bind connection i to source address 127.0.0.(1 + i % K)
+//!                        before connecting, so more connections fit than one
+//!                        address's ephemeral ports [conns 4, others 1 = let the
+//!                        kernel choose]; needs an IPv4 loopback --addr when K > 1
 //!   --raw                count any frame carrying our seq as an echo reply
 //! ```
 //!
@@ -51,14 +55,17 @@
 //! The output is human readable, followed by one line `RESULT {json}` with the
 //! numbers, for scripts that collect medians over several runs.
 //!
-//! Limitations: source addresses are not spread (binding a socket before
-//! `connect` needs a crate such as `socket2`), so one client process is limited
-//! to the kernel's ephemeral port range per server address (about 28 000 on a
-//! default Linux `ip_local_port_range`). Only use it against servers on your
-//! own machine or network.
+//! Every client socket has `TCP_NODELAY` set, as a game client would.
+//!
+//! Limitations: each source address gives at most the kernel's ephemeral port
+//! range (about 28 000 on a default Linux `ip_local_port_range`) connections to
+//! one server address; `--sources K` multiplies that by K on loopback. One
+//! loadgen thread drives all of a thread's sockets, so against very fast
+//! servers loadgen itself can be the bottleneck (try `--threads 2`). Only use
+//! it against servers on your own machine.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -66,11 +73,12 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rmp::Marker;
+use socket2::{Domain, Protocol, Socket, Type};
 
 const USAGE: &str =
     "usage: loadgen rtt|throughput|fanout|conns [--addr HOST:PORT] [--duration SECS] \
 [--clients N] [--size BYTES] [--window W] [--rate R] [--count N] [--conns N] [--pid PID] \
-[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--raw]";
+[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--sources K] [--raw]";
 
 /// Shared read buffer per thread.
 const READ_BUF: usize = 256 * 1024;
@@ -125,6 +133,8 @@ struct Config {
     connect_batch: usize,
     drain: Duration,
     timeout: Duration,
+    /// Source addresses connections are spread over; empty = kernel's choice.
+    sources: Vec<IpAddr>,
     raw: bool,
 }
 
@@ -167,8 +177,10 @@ fn parse_args() -> Result<Config, String> {
         connect_batch: 64,
         drain: Duration::from_millis(1000),
         timeout: Duration::from_secs(60),
+        sources: Vec::new(),
         raw: false,
     };
+    let mut sources: Option<usize> = None;
     fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
         v.parse()
@@ -204,6 +216,7 @@ fn parse_args() -> Result<Config, String> {
             "--connect-batch" => cfg.connect_batch = value(&flag, args.next())?,
             "--drain-ms" => cfg.drain = Duration::from_millis(value(&flag, args.next())?),
             "--timeout" => cfg.timeout = secs(&flag, args.next())?,
+            "--sources" => sources = Some(value(&flag, args.next())?),
             "--raw" => cfg.raw = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
@@ -225,6 +238,21 @@ fn parse_args() -> Result<Config, String> {
         return Err("--rate must be > 0".into());
     }
     cfg.threads = cfg.threads.min(cfg.clients);
+    let loopback_v4 = matches!(cfg.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    let k = match sources {
+        Some(k) if !(1..=254).contains(&k) => return Err("--sources must be in 1..=254".into()),
+        Some(k) if k > 1 && !loopback_v4 => {
+            return Err("--sources K > 1 needs an IPv4 loopback --addr (127.x.x.x)".into())
+        }
+        Some(k) => k,
+        None if scenario == Scenario::Conns && loopback_v4 => 4,
+        None => 1,
+    };
+    if k > 1 {
+        cfg.sources = (0..k as u8)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i)))
+            .collect();
+    }
     Ok(cfg)
 }
 
@@ -595,6 +623,36 @@ impl Client {
     }
 }
 
+/// `EINPROGRESS`: what a non-blocking `connect` returns while the handshake runs.
+#[cfg(target_os = "linux")]
+const EINPROGRESS: i32 = 115;
+#[cfg(not(target_os = "linux"))]
+const EINPROGRESS: i32 = 36; // the BSDs and macOS
+
+/// Start a non-blocking connection to `addr`, bound first to `(source, 0)` if
+/// a source address is given; sets `TCP_NODELAY`.
+fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let stream = match source {
+        None => TcpStream::connect(addr)?,
+        Some(src) => {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_nonblocking(true)?;
+            socket
+                .bind(&SocketAddr::new(src, 0).into())
+                .map_err(|e| io::Error::new(e.kind(), format!("bind {src}:0: {e}")))?;
+            match socket.connect(&addr.into()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            TcpStream::from_std(std::net::TcpStream::from(socket))
+        }
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// One thread's connections and its own `Poll`.
 struct Worker {
     poll: Poll,
@@ -627,6 +685,7 @@ impl Worker {
     fn connect_all(
         &mut self,
         addr: SocketAddr,
+        sources: &[IpAddr],
         n: usize,
         batch: usize,
         deadline: Instant,
@@ -634,11 +693,10 @@ impl Worker {
         let mut greeted = 0;
         while greeted < n {
             while self.clients.len() < n && self.clients.len() - greeted < batch {
-                let mut stream = TcpStream::connect(addr).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("connect #{} to {addr}: {e}", self.clients.len()),
-                    )
+                let i = self.clients.len();
+                let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
+                let mut stream = start_connect(addr, source).map_err(|e| {
+                    io::Error::new(e.kind(), format!("connect #{i} to {addr}: {e}"))
                 })?;
                 let token = Token(self.clients.len());
                 self.poll.registry().register(
@@ -751,7 +809,7 @@ fn run_threads(cfg: &Config, body: fn(&Config, &mut Worker, usize) -> io::Result
                     let n = cfg.clients / cfg.threads + usize::from(t < cfg.clients % cfg.threads);
                     let mut worker = Worker::new().unwrap_or_else(|e| die(e));
                     worker
-                        .connect_all(cfg.addr, n, cfg.connect_batch, setup_deadline)
+                        .connect_all(cfg.addr, &cfg.sources, n, cfg.connect_batch, setup_deadline)
                         .unwrap_or_else(|e| die(e));
                     if barrier.wait().is_leader() {
                         println!(
@@ -1054,7 +1112,13 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
     }
     let mut w = Worker::new()?;
     let t0 = Instant::now();
-    w.connect_all(cfg.addr, cfg.conns, cfg.connect_batch, t0 + cfg.timeout)?;
+    w.connect_all(
+        cfg.addr,
+        &cfg.sources,
+        cfg.conns,
+        cfg.connect_batch,
+        t0 + cfg.timeout,
+    )?;
     let connect_secs = t0.elapsed().as_secs_f64();
     println!(
         "{} connections greeted in {connect_secs:.2}s ({:.0}/s)",
@@ -1083,11 +1147,12 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
     let opt = |v: Option<f64>| v.map_or_else(|| "null".to_string(), json_f);
     println!(
         "RESULT {{\"scenario\":\"conns\",\"addr\":\"{}\",\"conns\":{},\"connect_secs\":{},\
-\"conns_per_sec\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}}}",
+\"conns_per_sec\":{},\"sources\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}}}",
         cfg.addr,
         cfg.conns,
         json_f(connect_secs),
         json_f(cfg.conns as f64 / connect_secs),
+        cfg.sources.len().max(1),
         before.map_or_else(|| "null".to_string(), |v| v.to_string()),
         after.map_or_else(|| "null".to_string(), |v| v.to_string()),
         opt(per_conn)
@@ -1109,7 +1174,12 @@ fn main() {
         }
     };
     if cfg.scenario == Scenario::Conns {
-        println!("scenario=conns addr={} conns={}", cfg.addr, cfg.conns);
+        println!(
+            "scenario=conns addr={} conns={} sources={}",
+            cfg.addr,
+            cfg.conns,
+            cfg.sources.len().max(1)
+        );
     } else {
         println!(
             "scenario={} addr={} clients={} threads={} size={} duration={:.1}s",
