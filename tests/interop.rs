@@ -366,6 +366,7 @@ const ROUTED: &[&str] = &[
     "seq_end",
     "seq_report",
     "after_no_action",
+    "after_odd_actions",
 ];
 
 struct Probe {
@@ -1154,6 +1155,61 @@ fn python_client_map_without_action_reaches_fallback() {
     server.assert_no_more_events();
 }
 
+/// Python repod routes any action value (`Network_5`, ...); ours requires a string: the frame is
+/// dropped and reported to `on_error`, and the connection goes on.
+#[test]
+fn python_client_non_string_actions_are_reported_and_dropped() {
+    let Some(py) = python::venv() else { return };
+    let server = ProbeServer::start();
+    let mut client = Proc::python(py, "client.py", &["127.0.0.1", &server.port]);
+    let (id, _) = server.expect_connect();
+
+    server
+        .handle
+        .send_to(id, &msg! { "action": "send_odd_actions" });
+    for value in ["5", "b'chat'", "None"] {
+        match server.next("on_error") {
+            Ev::ChannelError(i, e) if i == id => {
+                assert_eq!(e, "\"action\" is not a string", "action {value}");
+            }
+            other => panic!("expected on_error for action {value}, got {other:?}"),
+        }
+    }
+    server.expect_routed(id, "after_odd_actions");
+
+    server.handle.send_to(id, &msg! { "action": "close" });
+    server.expect_close(id, "peer_closed");
+    client.finish_ok();
+    server.assert_no_more_events();
+}
+
+/// Python repod has no frame size limit; ours (`Config::max_frame_len`, 8 MiB by default)
+/// closes a connection whose peer announces a larger frame.
+#[test]
+fn python_client_over_the_frame_limit_is_disconnected() {
+    let Some(py) = python::venv() else { return };
+    let server = ProbeServer::start();
+    let mut client = Proc::python(py, "client.py", &["127.0.0.1", &server.port]);
+    let (id, _) = server.expect_connect();
+
+    let n = 9 * MIB;
+    server
+        .handle
+        .send_to(id, &msg! { "action": "send_big", "n": n });
+    let error = match server.next("on_error") {
+        Ev::ChannelError(i, e) if i == id => e,
+        other => panic!("expected on_error, got {other:?}"),
+    };
+    assert!(
+        error.starts_with("frame of ") && error.ends_with(" exceeds the maximum of 8388608"),
+        "{error}"
+    );
+    server.expect_close(id, &format!("error: {error}"));
+    client.finish_ok();
+    assert_eq!(client.reports("event"), PYTHON_CLIENT_EVENTS);
+    server.assert_no_more_events();
+}
+
 #[test]
 fn send_to_all_reaches_python_and_rust_clients() {
     let Some(py) = python::venv() else { return };
@@ -1438,6 +1494,33 @@ fn rust_client_bursts_arrive_complete_and_in_order() {
             assert_eq!(m.action(), "seq");
             assert_eq!(m.message().u64("n").unwrap(), n as u64, "{mode:?}");
         }
+    }
+}
+
+/// Our client has the same frame size limit as our server: a Python server that sends more is
+/// disconnected, with the reason.
+#[test]
+fn rust_client_disconnects_python_server_over_the_frame_limit() {
+    let Some(py) = python::venv() else { return };
+    for mode in [Mode::Stepped, Mode::Background] {
+        let (_server, addr) = start_python_test_server(py);
+        let mut client = connect(addr, mode);
+        client.send(&msg! { "action": "send_big", "n": 9 * MIB });
+        let i = pump_until(&mut client, 0, "disconnected");
+        let reason = client.listener().got[i]
+            .message()
+            .str("reason")
+            .unwrap()
+            .to_owned();
+        assert!(
+            reason.starts_with("frame of ") && reason.ends_with(" exceeds the maximum of 8388608"),
+            "{mode:?}: {reason}"
+        );
+        assert_eq!(
+            actions(&client),
+            ["socketConnect", "connected", "disconnected"],
+            "{mode:?}"
+        );
     }
 }
 

@@ -8,6 +8,9 @@ same mixin makes a Python server's channel and a Python client do the same thing
 - ``echo``: send the message back unchanged, with action ``echo_reply``;
 - ``send_values``: send :func:`python_values` (a message built in Python);
 - ``send_no_action``: send a map with no ``"action"`` key, then ``after_no_action``;
+- ``send_odd_actions``: send maps whose ``"action"`` is not a string, then
+  ``after_odd_actions``;
+- ``send_big`` ``{n}``: send ``big`` with ``n`` bytes of data;
 - ``send_burst`` ``{n}``: send ``seq`` 0..n-1, then ``seq_end``;
 - ``seq`` / ``seq_end``: count and check the order of a burst, answer ``seq_report``;
 - ``broadcast``: print ``broadcast <text>``.
@@ -84,6 +87,15 @@ class Puppet:
     def Network_send_no_action(self, data: dict[str, Any]) -> None:
         self.send({"text": "no action here", "n": 1})
         self.send({"action": "after_no_action"})
+
+    def Network_send_odd_actions(self, data: dict[str, Any]) -> None:
+        self.send({"action": 5})
+        self.send({"action": b"chat"})
+        self.send({"action": None})
+        self.send({"action": "after_odd_actions"})
+
+    def Network_send_big(self, data: dict[str, Any]) -> None:
+        self.send({"action": "big", "data": bytes(data["n"])})
 
     def Network_send_burst(self, data: dict[str, Any]) -> None:
         n = data["n"]
