@@ -598,16 +598,26 @@ fn map(entries: Vec<(Value, Value)>) -> Value {
     Value::Map(entries)
 }
 
+/// Unsigned integers that need each width: fixint, u8, u16, u32, u64.
 fn uints() -> Value {
-    Value::Array(
-        [0, 1, 127, 128, 255, 256, 65535, 65536, 1 << 32, u64::MAX]
-            .into_iter()
-            .chain([u64::from(u32::MAX)])
-            .map(Value::from)
-            .collect(),
-    )
+    let max32 = u64::from(u32::MAX);
+    let values = [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        max32,
+        max32 + 1,
+        u64::MAX,
+    ];
+    Value::Array(values.map(Value::from).to_vec())
 }
 
+/// Negative integers that need each width: fixint, i8, i16, i32, i64.
 fn ints() -> Value {
     let min32 = i64::from(i32::MIN);
     Value::Array(
@@ -745,25 +755,12 @@ fn python_values() -> Value {
         0.0,
         5e-324,
     ];
-    let uints = [
-        0,
-        1,
-        127,
-        128,
-        255,
-        256,
-        65535,
-        65536,
-        u64::from(u32::MAX),
-        1 << 32,
-        u64::MAX,
-    ];
     map(vec![
         (s("action"), s("py_values")),
         (s("nil"), Value::Nil),
         (s("t"), Value::from(true)),
         (s("f"), Value::from(false)),
-        (s("uints"), Value::Array(uints.map(Value::from).to_vec())),
+        (s("uints"), uints()),
         (s("ints"), ints()),
         (s("floats"), Value::Array(floats.map(Value::F64).to_vec())),
         (s("text"), s("héllo wörld ✓ 日本語 🎮")),

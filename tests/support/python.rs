@@ -117,12 +117,14 @@ fn is_recent_python(python: &Path) -> bool {
     matches!(run(cmd, Duration::from_secs(60)), Ok(out) if out.status.success())
 }
 
-/// Whether `dir` holds a finished venv in which the pinned package imports.
+/// Whether `dir` holds a finished venv: the marker is there and the pinned package imports.
 fn is_ready(dir: &Path) -> bool {
     let marker = fs::read_to_string(dir.join(READY_MARKER)).unwrap_or_default();
-    if marker.trim() != PACKAGE {
-        return false;
-    }
+    marker.trim() == PACKAGE && imports(dir)
+}
+
+/// Whether the venv's Python imports `repod`, from the pinned version of `repodnet`.
+fn imports(dir: &Path) -> bool {
     let version = PACKAGE.split("==").nth(1).unwrap_or_default();
     let mut cmd = Command::new(venv_python(dir));
     cmd.args([
@@ -170,7 +172,7 @@ fn prepare(base: &Path, dir: &Path) -> Result<PathBuf, String> {
         PACKAGE,
     ]);
     checked(pip, "pip install")?;
-    if !is_ready_without_marker(dir) {
+    if !imports(dir) {
         return Err(format!("{PACKAGE} was installed but `import repod` fails"));
     }
     // The marker is written last, through a rename, so it only exists for a finished venv.
@@ -179,12 +181,6 @@ fn prepare(base: &Path, dir: &Path) -> Result<PathBuf, String> {
     fs::rename(&tmp, dir.join(READY_MARKER))
         .map_err(|e| format!("writing the ready marker: {e}"))?;
     Ok(py)
-}
-
-fn is_ready_without_marker(dir: &Path) -> bool {
-    let mut cmd = Command::new(venv_python(dir));
-    cmd.args(["-c", "import repod"]);
-    matches!(run(cmd, Duration::from_secs(60)), Ok(out) if out.status.success())
 }
 
 fn checked(cmd: Command, what: &str) -> Result<(), String> {
