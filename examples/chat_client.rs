@@ -100,9 +100,10 @@ impl ChatClient {
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let host = args.next().unwrap_or_else(|| "127.0.0.1".into());
-    let port: u16 = args.next().map_or(Ok(5071), |p| p.parse()).map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("bad port: {e}"))
-    })?;
+    let port: u16 = args
+        .next()
+        .map_or(Ok(5071), |p| p.parse())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad port: {e}")))?;
 
     // Stepped mode: no network thread; `pump` reads and writes the socket.
     let mut client = Client::connect((host.as_str(), port), ChatClient { running: true })?;
