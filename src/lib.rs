@@ -91,6 +91,7 @@
 //! logger.
 
 #![warn(missing_docs, missing_debug_implementations)]
+#![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod client;
