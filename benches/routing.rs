@@ -9,7 +9,9 @@
 //!   a turn (for reading the numbers above).
 //! - `routing/model/{1,10,100}`: no I/O. The route table is private to the server, so this is a
 //!   replica of it (an `FxHashMap<Box<str>, Box<dyn Fn>>` as in `src/dispatch.rs`): parse each
-//!   message and call its handler through the table, to show what the lookup itself costs.
+//!   message and call its handler through the table.
+//! - `routing/model_lookup_only/{1,10,100}`: the same on messages parsed beforehand: the lookup
+//!   (hashing the action in place) and the call alone.
 //!
 //! Throughput is in messages.
 //!
@@ -191,6 +193,25 @@ fn model<const N: usize>(c: &mut Criterion) {
                 let m = Message::parse(black_box(p)).unwrap();
                 match table.get(m.action()) {
                     Some(route) => route(&mut count, &m).unwrap(),
+                    None => unreachable!(),
+                }
+            }
+        });
+    });
+    group.finish();
+
+    // The lookup and call alone, on messages parsed beforehand.
+    let parsed: Vec<Message<'_>> = payloads
+        .iter()
+        .map(|p| Message::parse(p).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("routing/model_lookup_only");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(BenchmarkId::from_parameter(N), |b| {
+        b.iter(|| {
+            for m in black_box(&parsed) {
+                match table.get(m.action()) {
+                    Some(route) => route(&mut count, m).unwrap(),
                     None => unreachable!(),
                 }
             }
