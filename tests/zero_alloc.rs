@@ -1,42 +1,28 @@
 //! No heap allocation per message in the steady state: a server echoing (and broadcasting) to
 //! many clients, and stepped and background clients doing echo round trips.
 //!
-//! Each test counts allocation *events* (not time or bytes) made by the test thread inside
-//! measured regions only: the server's `step` calls, or a client's `send` and `pump` calls.
-//! Everything else (the raw peers' reads and writes, building the test batches, the other side
-//! of each connection, a background client's network thread) runs outside them. After a
-//! warm-up that lets every buffer reach its working size, the count must be 0 over 1,000 and
-//! over 10,000 messages.
-//!
-//! ## How allocations are counted
-//!
-//! The package forbids `unsafe` code in every target (`unsafe_code = "forbid"` in Cargo.toml),
-//! and a `#[global_allocator]` needs an `unsafe impl GlobalAlloc`. So the counter lives outside
-//! the Rust code: a tiny C shim, compiled with `cc` at test time and loaded with `LD_PRELOAD`
-//! into a child run of this same test binary, wraps `malloc`, `calloc`, `realloc`,
-//! `posix_memalign`, `aligned_alloc` and `memalign` (everything Rust's `System` allocator calls
-//! on Linux) and counts the calls made by a thread while that thread has counting switched on.
-//! The test switches counting on and off, and asks for the total, with requests of magic sizes
-//! (`Vec::try_reserve_exact` of about 140 TB plus a command number), which the shim answers
-//! with "out of memory" without allocating. Each test first checks that an allocation inside a
-//! measured region *is* counted, so a shim that failed to load cannot pass for zero.
-//!
-//! Linux with glibc only; elsewhere the tests say so and pass.
+//! A counting global allocator (the reason this is its own test binary) counts allocation
+//! *events* (not time or bytes) made by one thread inside measured regions only: the server's
+//! `step` calls, or a client's `send` and `pump` calls. Everything else (the raw peers' reads and
+//! writes, building the test batches, the other side of each connection, a background client's
+//! network thread, the other tests running in parallel) is not counted: the switch and the count
+//! are per thread. After a warm-up that lets every buffer reach its working size, the count must
+//! be 0 over 1,000 and over 10,000 messages. Each test first checks that an allocation inside a
+//! measured region *is* counted.
 //!
 //! ## Finding an allocation
 //!
-//! `REPOD_ALLOC_TRACE=1 cargo test --test zero_alloc -- --nocapture` makes the shim print a
-//! backtrace for every counted allocation (frames as `binary(+offset)`; resolve them with
-//! `addr2line -Cfpe <binary> <offset>`).
+//! `REPOD_ALLOC_TRACE=1 cargo test --test zero_alloc -- --nocapture --test-threads=1` prints a
+//! backtrace for every counted allocation (warm-up included).
+
+// The counting allocator is the one place that needs `unsafe`: the library forbids it.
+#![allow(unsafe_code)]
 
 mod common;
 
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{RawPeer, PATIENCE};
@@ -46,212 +32,106 @@ use repod::{
     Server, ServerHandler,
 };
 
-/// Set in the child process that runs a scenario with the shim loaded.
-const CHILD: &str = "REPOD_ZERO_ALLOC_CHILD";
-/// Where the shim writes its total when asked.
-const COUNT_FILE: &str = "REPOD_ALLOC_COUNT_FILE";
-
-/// The allocation counter, seen from the Rust side. Only meaningful in the child.
+/// The allocation counter.
 mod counter {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::backtrace::Backtrace;
+    use std::cell::Cell;
     use std::hint::black_box;
+    use std::sync::atomic::{AtomicU8, Ordering};
 
-    /// No real allocation request is this large (about 140 TB); the shim treats
-    /// `MAGIC + command` as a command.
-    const MAGIC: usize = 0x7ff0_0000_0000;
-    const ON: usize = 1;
-    const OFF: usize = 2;
-    const DUMP: usize = 3;
+    thread_local! {
+        /// Counting is on for this thread.
+        static ON: Cell<bool> = const { Cell::new(false) };
+        /// Allocations counted on this thread.
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+        /// Inside the tracing hook: its own allocations are not counted.
+        static BUSY: Cell<bool> = const { Cell::new(false) };
+    }
 
-    fn command(cmd: usize) {
-        let mut v: Vec<u8> = Vec::new();
-        let r = v.try_reserve_exact(black_box(MAGIC + cmd));
-        black_box(&mut v);
-        assert!(r.is_err(), "a magic-size request succeeded");
+    /// `REPOD_ALLOC_TRACE`: 0 unknown yet, 1 off, 2 on. Read outside the allocator.
+    static TRACE: AtomicU8 = AtomicU8::new(0);
+
+    /// `System`, counting the calls made by a thread while its counting is on.
+    pub struct Counting;
+
+    impl Counting {
+        fn note(&self, size: usize) {
+            let counting = ON.try_with(Cell::get).unwrap_or(false)
+                && !BUSY.try_with(Cell::get).unwrap_or(true);
+            if !counting {
+                return;
+            }
+            COUNT.with(|c| c.set(c.get() + 1));
+            if TRACE.load(Ordering::Relaxed) == 2 {
+                BUSY.with(|b| b.set(true));
+                eprintln!(
+                    "== allocation of {size} bytes in a measured region:\n{}",
+                    Backtrace::force_capture()
+                );
+                BUSY.with(|b| b.set(false));
+            }
+        }
+    }
+
+    // SAFETY: every call is forwarded to `System` unchanged; counting only touches
+    // thread-locals with const initializers and no destructors, which never allocate.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            self.note(layout.size());
+            // SAFETY: the caller's contract is passed on as is.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            self.note(layout.size());
+            // SAFETY: as above.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            self.note(new_size);
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
     }
 
     /// Runs `f` with counting on for this thread.
     pub fn measured<R>(f: impl FnOnce() -> R) -> R {
-        command(ON);
+        if TRACE.load(Ordering::Relaxed) == 0 {
+            let on = std::env::var_os("REPOD_ALLOC_TRACE").is_some_and(|v| v != "0");
+            TRACE.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+        }
+        ON.with(|on| on.set(true));
         let r = f();
-        command(OFF);
+        ON.with(|on| on.set(false));
         r
     }
 
-    /// Allocations counted so far, process-wide. Call outside `measured`.
+    /// Allocations counted so far on this thread.
     pub fn total() -> u64 {
-        command(DUMP);
-        let path = std::env::var(super::COUNT_FILE).expect("count file");
-        let text = std::fs::read_to_string(path).expect("the shim wrote no count");
-        text.trim().parse().expect("a count")
+        COUNT.with(Cell::get)
     }
 
     /// Fails unless an allocation inside `measured` is counted.
     pub fn self_check() {
         let before = total();
         measured(|| black_box(Vec::<u8>::with_capacity(black_box(100))));
-        let after = total();
-        assert!(
-            after > before,
-            "the allocation counter is not counting (is the shim loaded?)"
+        assert_eq!(
+            total(),
+            before + 1,
+            "the allocation counter is not counting"
         );
     }
 }
 
-const SHIM_C: &str = r#"
-#define _GNU_SOURCE
-#include <errno.h>
-#include <execinfo.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-
-#define MAGIC ((size_t)0x7ff000000000ULL)
-
-static __thread int counting __attribute__((tls_model("initial-exec")));
-static __thread int busy __attribute__((tls_model("initial-exec")));
-static unsigned long long total;
-
-static void dump(void) {
-    const char *path = getenv("REPOD_ALLOC_COUNT_FILE");
-    if (!path) return;
-    char text[32];
-    int n = snprintf(text, sizeof text, "%llu\n", __atomic_load_n(&total, __ATOMIC_SEQ_CST));
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) return;
-    if (write(fd, text, n) != n) {}
-    close(fd);
-}
-
-/* A request of size MAGIC + command is a command, answered with "out of memory". */
-static int command(size_t size) {
-    if (size <= MAGIC || size > MAGIC + 3) return 0;
-    busy = 1;
-    switch (size - MAGIC) {
-    case 1: counting = 1; break;
-    case 2: counting = 0; break;
-    case 3: dump(); break;
-    }
-    busy = 0;
-    return 1;
-}
-
-static void note(const char *what, size_t size) {
-    if (!counting || busy) return;
-    __atomic_fetch_add(&total, 1, __ATOMIC_SEQ_CST);
-    if (getenv("REPOD_ALLOC_TRACE")) {
-        busy = 1;
-        char line[96];
-        int n = snprintf(line, sizeof line, "== counted %s(%zu) at:\n", what, size);
-        if (write(2, line, n) != n) {}
-        void *frames[64];
-        int depth = backtrace(frames, 64);
-        backtrace_symbols_fd(frames, depth, 2);
-        busy = 0;
-    }
-}
-
-void *malloc(size_t size) {
-    if (command(size)) { errno = ENOMEM; return NULL; }
-    note("malloc", size);
-    return __libc_malloc(size);
-}
-
-void *calloc(size_t n, size_t size) {
-    note("calloc", n * size);
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t size) {
-    note("realloc", size);
-    return __libc_realloc(p, size);
-}
-
-int posix_memalign(void **out, size_t align, size_t size) {
-    note("posix_memalign", size);
-    void *p = __libc_memalign(align, size);
-    if (!p) return ENOMEM;
-    *out = p;
-    return 0;
-}
-
-void *aligned_alloc(size_t align, size_t size) {
-    note("aligned_alloc", size);
-    return __libc_memalign(align, size);
-}
-
-void *memalign(size_t align, size_t size) {
-    note("memalign", size);
-    return __libc_memalign(align, size);
-}
-"#;
-
-/// Builds the shim once per test process; returns the path of the shared object.
-fn shim() -> &'static Path {
-    static SHIM: OnceLock<PathBuf> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let pid = std::process::id();
-        let src = dir.join(format!("repod_alloc_count.{pid}.c"));
-        let tmp = dir.join(format!("repod_alloc_count.{pid}.so"));
-        let so = dir.join("repod_alloc_count.so");
-        std::fs::write(&src, SHIM_C).expect("write the shim source");
-        let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .output()
-            .expect("run cc (needed to build the allocation counter)");
-        assert!(
-            out.status.success(),
-            "cc failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = std::fs::remove_file(&src);
-        // Atomic, so concurrent test processes never load a half-written file.
-        std::fs::rename(&tmp, &so).expect("install the shim");
-        so
-    })
-}
-
-/// In the parent: runs test `name` again in a child process with the shim loaded, checks it
-/// passed, and returns `true` (the caller returns). In the child: returns `false` (the caller
-/// runs the scenario).
-fn ran_in_child(name: &str) -> bool {
-    if std::env::var_os(CHILD).is_some() {
-        counter::self_check();
-        return false;
-    }
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-        println!("{name}: skipped (the allocation counter needs Linux with glibc)");
-        return true;
-    }
-    let count_file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("repod_alloc_count.{}.{name}", std::process::id()));
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env(COUNT_FILE, &count_file)
-        .env("LD_PRELOAD", shim())
-        .output()
-        .expect("run the child test");
-    let _ = std::fs::remove_file(&count_file);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(out.status.success(), "{name} failed in the child process");
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran no test named {name}"
-    );
-    true
-}
+#[global_allocator]
+static ALLOCATOR: counter::Counting = counter::Counting;
 
 /// Counts the allocations of the measured regions run by `f`.
 fn allocations_during(f: impl FnOnce()) -> u64 {
@@ -427,9 +307,7 @@ fn round(server: &mut Server<Echo>, peers: &mut [Peer]) {
 
 #[test]
 fn server_echo_to_many_clients_allocates_nothing() {
-    if ran_in_child("server_echo_to_many_clients_allocates_nothing") {
-        return;
-    }
+    counter::self_check();
     let mut server = Server::<Echo>::bind("127.0.0.1:0", Processed(0)).expect("bind");
     let mut peers: Vec<Peer> = (0..CLIENTS).map(|i| Peer::new(&mut server, i)).collect();
     assert_eq!(peers.iter().filter(|p| p.broadcasts).count(), 1);
@@ -553,17 +431,13 @@ fn client_round_trips_allocate_nothing(mode: Mode) {
 
 #[test]
 fn stepped_client_round_trips_allocate_nothing() {
-    if ran_in_child("stepped_client_round_trips_allocate_nothing") {
-        return;
-    }
+    counter::self_check();
     client_round_trips_allocate_nothing(Mode::Stepped);
 }
 
 /// Background mode: the game thread's `send` and `pump` (the network thread is not counted).
 #[test]
 fn background_client_round_trips_allocate_nothing_on_the_game_thread() {
-    if ran_in_child("background_client_round_trips_allocate_nothing_on_the_game_thread") {
-        return;
-    }
+    counter::self_check();
     client_round_trips_allocate_nothing(Mode::Background);
 }
