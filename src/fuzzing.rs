@@ -458,7 +458,8 @@ pub fn message(data: &[u8]) -> bool {
 }
 
 /// What repod should accept, decided with rmpv: one whole map, UTF-8 strings, nesting within
-/// `max_depth`, and every `"action"` key's value a string.
+/// `max_depth`, and an `"action"` value that is a string (the last one, when the key repeats:
+/// Python builds a dict, where the last one wins).
 fn reference_decode(data: &[u8], max_depth: usize) -> Option<rmpv::Value> {
     fn ok(v: &rmpv::Value, depth: usize, max: usize) -> bool {
         match v {
@@ -477,13 +478,64 @@ fn reference_decode(data: &[u8], max_depth: usize) -> Option<rmpv::Value> {
     }
     let mut rest = data;
     let v = rmpv::decode::read_value(&mut rest).ok()?;
+    if has_reserved_marker(data) {
+        return None; // rmpv reads 0xc1 as nil; msgpack (and Python) reject it
+    }
     let entries = v.as_map()?;
     let fine = rest.is_empty()
         && ok(&v, 1, max_depth)
         && entries
             .iter()
-            .all(|(k, v)| k.as_str() != Some("action") || v.is_str());
+            .rev()
+            .find(|(k, _)| k.as_str() == Some("action"))
+            .is_none_or(|(_, v)| v.is_str());
     fine.then_some(v)
+}
+
+/// Whether the one msgpack value at the start of `data` (well-formed otherwise: rmpv read it)
+/// holds the reserved marker 0xc1 anywhere.
+fn has_reserved_marker(data: &[u8]) -> bool {
+    use rmp::Marker;
+    let be = |at: usize, n: usize| -> usize {
+        data[at..at + n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    let (mut pos, mut pending) = (0usize, 1usize);
+    while pending > 0 {
+        pending -= 1;
+        let marker = Marker::from_u8(data[pos]);
+        pos += 1;
+        let (children, skip) = match marker {
+            Marker::Reserved => return true,
+            Marker::U8 | Marker::I8 => (0, 1),
+            Marker::U16 | Marker::I16 => (0, 2),
+            Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
+            Marker::U64 | Marker::I64 | Marker::F64 => (0, 8),
+            Marker::FixStr(n) => (0, usize::from(n)),
+            Marker::Str8 | Marker::Bin8 => (0, 1 + be(pos, 1)),
+            Marker::Str16 | Marker::Bin16 => (0, 2 + be(pos, 2)),
+            Marker::Str32 | Marker::Bin32 => (0, 4 + be(pos, 4)),
+            Marker::FixExt1 => (0, 2),
+            Marker::FixExt2 => (0, 3),
+            Marker::FixExt4 => (0, 5),
+            Marker::FixExt8 => (0, 9),
+            Marker::FixExt16 => (0, 17),
+            Marker::Ext8 => (0, 2 + be(pos, 1)),
+            Marker::Ext16 => (0, 3 + be(pos, 2)),
+            Marker::Ext32 => (0, 5 + be(pos, 4)),
+            Marker::FixArray(n) => (usize::from(n), 0),
+            Marker::Array16 => (be(pos, 2), 2),
+            Marker::Array32 => (be(pos, 4), 4),
+            Marker::FixMap(n) => (2 * usize::from(n), 0),
+            Marker::Map16 => (2 * be(pos, 2), 2),
+            Marker::Map32 => (2 * be(pos, 4), 4),
+            _ => (0, 0),
+        };
+        pos += skip;
+        pending += children;
+    }
+    false
 }
 
 /// Checks every accessor of a valid message against `reference`, its value as rmpv decodes
@@ -495,12 +547,12 @@ fn reference_decode(data: &[u8], max_depth: usize) -> Option<rmpv::Value> {
 /// When an accessor disagrees with the reference.
 pub fn check_message(m: &Message<'_>, reference: &rmpv::Value) {
     let ref_entries = reference.as_map().expect("a map");
-    assert_eq!(&m.to_value(), reference, "to_value");
+    assert_same(&m.to_value(), reference, "to_value");
     assert_eq!(m.entries().len(), ref_entries.len());
     let mut walked = 0;
     walk(m.as_field(), &mut walked);
     for ((k, v), (rk, rv)) in m.entries().zip(ref_entries) {
-        assert_eq!(&k.to_value(), rk);
+        assert_same(&k.to_value(), rk, "key");
         check_field(v, rv);
         let Some(key) = rk.as_str() else { continue };
         // Lookups find the last entry with a key, as Python's dict does.
@@ -511,7 +563,7 @@ pub fn check_message(m: &Message<'_>, reference: &rmpv::Value) {
             .map(|(_, v)| v)
             .unwrap();
         let got = m.get(key).expect("a present key is found");
-        assert_eq!(&got.to_value(), last, "get({key:?})");
+        assert_same(&got.to_value(), last, key);
         assert_eq!(m.str(key).ok(), last.as_str());
         assert_eq!(m.bool(key).ok(), last.as_bool());
         assert_eq!(m.i64(key).ok(), last.as_i64());
@@ -551,7 +603,7 @@ pub fn check_message(m: &Message<'_>, reference: &rmpv::Value) {
     // The owned copy is the same message.
     let owned = m.to_owned();
     assert_eq!(owned.payload(), m.payload());
-    assert_eq!(&owned.to_value(), reference);
+    assert_same(&owned.to_value(), reference, "owned");
     assert_eq!(owned.action(), m.action());
     let _ = format!("{m:?} {owned:?}");
     // with_action: the action replaced (or added), every other entry kept, in order.
@@ -571,14 +623,25 @@ pub fn check_message(m: &Message<'_>, reference: &rmpv::Value) {
         assert_eq!(got.len(), others.len() + 1);
         assert_eq!(got[0].0.as_str(), Some("action"));
         for ((gk, gv), (rk, rv)) in got[1..].iter().zip(others) {
-            assert_eq!((gk, gv), (rk, rv));
+            assert_same(gk, rk, "with_action key");
+            assert_same(gv, rv, "with_action value");
         }
+    }
+}
+
+/// Equal values, NaNs included: compared by their canonical encoding.
+fn assert_same(a: &rmpv::Value, b: &rmpv::Value, what: &str) {
+    if a != b {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        a.encode(&mut x);
+        b.encode(&mut y);
+        assert_eq!(x, y, "{what}: {a} != {b}");
     }
 }
 
 /// One field against its reference value, recursively.
 fn check_field(f: Field<'_>, r: &rmpv::Value) {
-    assert_eq!(&f.to_value(), r);
+    assert_same(&f.to_value(), r, "field");
     assert_eq!(f.is_nil(), r.is_nil());
     assert_eq!(f.as_bool(), r.as_bool());
     assert_eq!(f.as_i64(), r.as_i64());

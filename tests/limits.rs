@@ -118,6 +118,36 @@ fn default_depth_limit_protects_the_stack() {
     s.assert_served();
 }
 
+/// Validation recurses once per nesting level, so a depth limit raised without bound would
+/// let one peer overflow the reactor thread's stack (at 100 000 levels; a few hundred in a debug
+/// build) and abort the whole process, every player with it. The limit is capped; run in a
+/// child process, so an abort would be observed rather than suffered.
+#[test]
+fn raised_depth_limit_cannot_overflow_the_stack() {
+    const NAME: &str = "raised_depth_limit_cannot_overflow_the_stack";
+    if !net::is_child(NAME) {
+        net::run_in_child(NAME, "true");
+        return;
+    }
+    let s = net::start(cfg().max_depth(100_000));
+    let mut p = Peer::greeted(s.addr);
+    // Within the limit the application asked for: answered, or dropped as too deep if the
+    // limit is capped; either way the server is still there.
+    for arrays in [250, 1_000, 99_999] {
+        p.send_payload(&nested_echo(1, arrays));
+        p.send(&msg! { "action": "echo", "seq": 2 });
+        // The reply to the deep echo, if it was answered, then ours.
+        loop {
+            let f = p.recv_payload().unwrap().expect("a reply");
+            let m = repod::Message::parse_with_depth(&f, 300).unwrap();
+            if m.u64("seq").unwrap() == 2 {
+                break;
+            }
+        }
+    }
+    s.assert_served();
+}
+
 /// Element counts and lengths announced far beyond the bytes present. Run in a child process
 /// whose address space is capped at 1 GiB, so an allocation sized from an announced count
 /// (2^32 entries of anything) aborts the child and fails the test.

@@ -501,7 +501,9 @@ pub fn is_child(name: &str) -> bool {
 /// output, if the child fails.
 pub fn run_in_child(name: &str, setup: &str) {
     let exe = std::env::current_exe().expect("current_exe");
-    let script = format!("{setup} && exec \"$0\" --exact {name} --nocapture --test-threads=1");
+    let script = format!(
+        "{setup} && exec \"$0\" --exact {name} --include-ignored --nocapture --test-threads=1"
+    );
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
