@@ -76,9 +76,9 @@ impl Config {
     }
 
     /// Deepest nesting of arrays and maps in a message (the message map itself is level 1).
-    /// Default 32.
+    /// Default 32; capped at [`MAX_DEPTH_LIMIT`](crate::message::MAX_DEPTH_LIMIT).
     pub fn max_depth(mut self, levels: usize) -> Self {
-        self.max_depth = levels.max(1);
+        self.max_depth = levels.clamp(1, crate::message::MAX_DEPTH_LIMIT);
         self
     }
 

@@ -30,6 +30,10 @@ use crate::Error;
 /// Default maximum nesting of arrays and maps inside a message (the top-level map is level 1).
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
+/// The most nesting any configuration allows. Validation recurses once per level, so this
+/// bounds the stack a hostile message can make the reactor use, whatever limit is configured.
+pub const MAX_DEPTH_LIMIT: usize = 256;
+
 /// One received message: a validated msgpack map, borrowed from the connection's read buffer.
 #[derive(Clone, Copy)]
 pub struct Message<'a> {
@@ -49,12 +53,14 @@ impl<'a> Message<'a> {
         Self::parse_with_depth(payload, DEFAULT_MAX_DEPTH)
     }
 
-    /// Validates `payload`, allowing arrays and maps nested `max_depth` levels deep.
+    /// Validates `payload`, allowing arrays and maps nested `max_depth` levels deep (at most
+    /// [`MAX_DEPTH_LIMIT`]).
     ///
     /// # Errors
     ///
     /// As [`Message::parse`].
     pub fn parse_with_depth(payload: &'a [u8], max_depth: usize) -> Result<Self, Error> {
+        let max_depth = max_depth.min(MAX_DEPTH_LIMIT);
         let mut v = Validator {
             buf: payload,
             pos: 0,
@@ -81,7 +87,8 @@ impl<'a> Message<'a> {
         for _ in 0..entries {
             let key_start = v.pos;
             v.value(2)?;
-            let is_action = &payload[key_start..v.pos] == b"\xa6action";
+            // Any str encoding of "action" counts (fixstr is usual; str8 is just as valid).
+            let is_action = str_at(&payload[..v.pos], key_start) == Some("action");
             let value_start = v.pos;
             v.value(2)?;
             if is_action {
@@ -279,13 +286,18 @@ pub struct WithAction<'a, 'b> {
 
 impl Encode for WithAction<'_, '_> {
     fn encode(&self, buf: &mut Vec<u8>) {
-        let entries = self.message.entries();
-        let len = entries.len() + usize::from(!self.message.has_action);
-        let _ = rmp::encode::write_map_len(buf, len as u32);
+        let is_action = |k: &Field<'_>| k.as_str() == Some("action");
+        // Every "action" entry (a peer may send the key twice) is replaced by one.
+        let kept = self
+            .message
+            .entries()
+            .filter(|(k, _)| !is_action(k))
+            .count();
+        let _ = rmp::encode::write_map_len(buf, (kept + 1) as u32);
         let _ = rmp::encode::write_str(buf, "action");
         let _ = rmp::encode::write_str(buf, self.action);
-        for (k, v) in entries {
-            if k.as_str() != Some("action") {
+        for (k, v) in self.message.entries() {
+            if !is_action(&k) {
                 buf.extend_from_slice(k.raw);
                 buf.extend_from_slice(v.raw);
             }
