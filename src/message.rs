@@ -93,10 +93,14 @@ impl<'a> Message<'a> {
             v.value(2)?;
             if is_action {
                 // Python keeps the last of duplicate keys; so do we.
-                action = Some(str_at(payload, value_start).ok_or(Error::ActionNotString)?);
+                action = Some(value_start);
             }
         }
         v.finish()?;
+        let action = match action {
+            Some(at) => Some(str_at(payload, at).ok_or(Error::ActionNotString)?),
+            None => None,
+        };
         Ok(Message {
             payload,
             action: action.unwrap_or(""),

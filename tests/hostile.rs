@@ -199,7 +199,6 @@ fn duplicate_action_keys_still_echo_valid_msgpack() {
 /// is an echo to a Python server. repod rejects it with `ActionNotString` because it checks
 /// every `"action"` value, not only the last.
 #[test]
-#[ignore = "Python-compat gap in src/message.rs: every duplicate \"action\" value must be a string"]
 fn duplicate_action_keys_last_one_wins() {
     let s = net::start(cfg());
     let mut p = Peer::greeted(s.addr);
