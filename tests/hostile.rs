@@ -178,6 +178,7 @@ fn action_key_encoded_as_str8_is_routed() {
         .expect("an echo_reply: the message is an echo");
     let m = Message::parse(&r).expect("the reply is valid msgpack");
     assert_eq!((m.action(), m.u64("seq").unwrap()), ("echo_reply", 9));
+    s.assert_served();
 }
 
 /// A map with the `"action"` key twice (msgpack allows it; Python keeps the last). The echo
@@ -196,8 +197,8 @@ fn duplicate_action_keys_still_echo_valid_msgpack() {
 }
 
 /// With the key twice, Python's dict keeps the last value: `{"action": 5, "action": "echo"}`
-/// is an echo to a Python server. repod rejects it with `ActionNotString` because it checks
-/// every `"action"` value, not only the last.
+/// is an echo to a Python server, and to repod. (Regression: every `"action"` value was once
+/// required to be a string.)
 #[test]
 fn duplicate_action_keys_last_one_wins() {
     let s = net::start(cfg());
@@ -212,6 +213,7 @@ fn duplicate_action_keys_last_one_wins() {
         "the first message is an echo"
     );
     assert!(s.lock().errors_of(id).is_empty());
+    s.assert_served();
 }
 
 #[test]
@@ -370,7 +372,11 @@ fn stop_flushes_every_channel() {
         ids.iter().map(|id| ctx.queued_bytes(*id)).sum::<usize>()
     });
     assert!(queued > 0, "the test needs output still queued at the stop");
-    let net::Probed { server, shared, .. } = s;
+    let net::Probed {
+        server,
+        shared,
+        addr,
+    } = s;
     let stopper = std::thread::spawn(move || server.stop_and_join().map(drop));
     for p in &mut peers {
         let mut seq = 1;
@@ -383,6 +389,8 @@ fn stop_flushes_every_channel() {
     }
     drop(peers);
     stopper.join().unwrap().unwrap();
+    // The listener is gone with the server.
+    assert!(TcpStream::connect(addr).is_err());
     let r = shared.lock();
     assert_eq!(r.disconnect_count(), 3);
     for ev in &r.events {
