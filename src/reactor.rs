@@ -678,6 +678,13 @@ impl Reactor {
                 }
                 Ok(n) => {
                     if state == State::Draining {
+                        // Discarded input still costs reads: charge the budget so a peer that
+                        // streams after being closed cannot monopolise the reactor.
+                        budget = budget.saturating_sub(n);
+                        if budget == 0 {
+                            self.backlog.push(index);
+                            break;
+                        }
                         continue;
                     }
                     link.last_rx = self.now;
