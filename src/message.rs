@@ -108,6 +108,25 @@ impl<'a> Message<'a> {
         })
     }
 
+    /// A view of a payload that [`parse_with_depth`](Self::parse_with_depth) already accepted:
+    /// only locates the action, without checking the whole payload again. On a payload that was
+    /// not validated, accessors return `None`/errors rather than misbehave.
+    pub(crate) fn from_validated(payload: &'a [u8]) -> Self {
+        let mut action = None;
+        if let Some(entries) = (Field { raw: payload }).entries() {
+            for (k, v) in entries {
+                if k.as_str() == Some("action") {
+                    action = Some(v);
+                }
+            }
+        }
+        Message {
+            payload,
+            action: action.and_then(|v| v.as_str()).unwrap_or(""),
+            has_action: action.is_some(),
+        }
+    }
+
     /// The `"action"` value, or `""` when the map has no `"action"` key.
     pub fn action(&self) -> &'a str {
         self.action
@@ -329,8 +348,7 @@ impl OwnedMessage {
 
     /// A borrowed view, with every accessor of [`Message`].
     pub fn message(&self) -> Message<'_> {
-        // Validated on construction, and validation is deterministic.
-        Message::parse_with_depth(&self.payload, usize::MAX).expect("validated on construction")
+        Message::from_validated(&self.payload)
     }
 
     /// The action, or `""`.
@@ -842,6 +860,25 @@ mod tests {
             Message::parse(b"\xdf\xff\xff\xff\xff\x01"),
             Err(Error::InvalidMsgpack { .. })
         ));
+    }
+
+    #[test]
+    fn from_validated_agrees_with_parse() {
+        let payloads: [&[u8]; 5] = [
+            b"\x81\xa6action\xa4ping",
+            b"\x82\xd9\x06action\xa4echo\xa1n\x01",
+            b"\x82\xa6action\x05\xa6action\xa2ok",
+            b"\x81\xa1a\x91\x80",
+            b"\x80",
+        ];
+        for p in payloads {
+            let (a, b) = (Message::parse(p).unwrap(), Message::from_validated(p));
+            assert_eq!(
+                (a.action(), a.has_action()),
+                (b.action(), b.has_action()),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]
