@@ -40,6 +40,20 @@ pub struct Message<'a> {
     payload: &'a [u8],
     action: &'a str,
     has_action: bool,
+    layout: Layout,
+}
+
+/// Where things are in the top-level map, found while validating.
+#[derive(Debug, Clone, Copy, Default)]
+struct Layout {
+    /// Offset of the first entry (just past the map header).
+    body_start: u32,
+    /// Number of entries.
+    entries: u32,
+    /// How many entries have the key "action" (more than one is legal msgpack).
+    action_keys: u32,
+    /// Byte range of the last "action" entry, key and value.
+    action_entry: (u32, u32),
 }
 
 impl<'a> Message<'a> {
@@ -67,36 +81,77 @@ impl<'a> Message<'a> {
             max_depth,
         };
         let (marker, _) = v.marker()?;
+        if !matches!(marker, Marker::FixMap(_) | Marker::Map16 | Marker::Map32) {
+            // Still report broken msgpack as such, rather than as "not a map".
+            v.pos = 0;
+            v.value(1)?;
+            v.finish()?;
+            return Err(Error::NotAMap);
+        }
+        if max_depth == 0 {
+            return Err(Error::TooDeep { max: max_depth });
+        }
+        v.pos = 0;
+        let message = Self::scan(payload, &mut v, false)?;
+        v.finish()?;
+        Ok(message)
+    }
+
+    /// A view of a payload that [`parse_with_depth`](Self::parse_with_depth) already accepted:
+    /// only locates the action, without checking the whole payload again. On a payload that was
+    /// not validated, accessors return `None`/errors rather than misbehave.
+    pub(crate) fn from_validated(payload: &'a [u8]) -> Self {
+        let mut v = Validator {
+            buf: payload,
+            pos: 0,
+            max_depth: MAX_DEPTH_LIMIT,
+        };
+        Self::scan(payload, &mut v, true).unwrap_or(Message {
+            payload,
+            action: "",
+            has_action: false,
+            layout: Layout::default(),
+        })
+    }
+
+    /// Walks the top-level map once: validates each entry (unless `trusted`), finds the action
+    /// and records where its entry lies, so a reply can copy the rest without decoding it.
+    fn scan(payload: &'a [u8], v: &mut Validator<'a>, trusted: bool) -> Result<Self, Error> {
+        let (marker, _) = v.marker()?;
         let entries = match marker {
             Marker::FixMap(n) => n as usize,
             Marker::Map16 => v.len_u16()?,
             Marker::Map32 => v.len_u32()?,
-            _ => {
-                // Still report broken msgpack as such, rather than as "not a map".
-                v.pos = 0;
-                v.value(1)?;
-                v.finish()?;
-                return Err(Error::NotAMap);
-            }
+            _ => return Err(Error::NotAMap),
         };
-        if max_depth == 0 {
-            return Err(Error::TooDeep { max: max_depth });
-        }
         v.plausible(entries.saturating_mul(2))?;
+        let mut layout = Layout {
+            body_start: v.pos as u32,
+            entries: entries as u32,
+            ..Layout::default()
+        };
         let mut action = None;
         for _ in 0..entries {
             let key_start = v.pos;
-            v.value(2)?;
-            // Any str encoding of "action" counts (fixstr is usual; str8 is just as valid).
-            let is_action = str_at(&payload[..v.pos], key_start) == Some("action");
+            if trusted {
+                v.skip_trusted()?;
+            } else {
+                v.value(2)?;
+            }
             let value_start = v.pos;
-            v.value(2)?;
-            if is_action {
+            if trusted {
+                v.skip_trusted()?;
+            } else {
+                v.value(2)?;
+            }
+            // Any str encoding of "action" counts (fixstr is usual; str8 is just as valid).
+            if is_action_key(&payload[key_start..value_start]) {
                 // Python keeps the last of duplicate keys; so do we.
                 action = Some(value_start);
+                layout.action_keys += 1;
+                layout.action_entry = (key_start as u32, v.pos as u32);
             }
         }
-        v.finish()?;
         let action = match action {
             Some(at) => Some(str_at(payload, at).ok_or(Error::ActionNotString)?),
             None => None,
@@ -105,26 +160,8 @@ impl<'a> Message<'a> {
             payload,
             action: action.unwrap_or(""),
             has_action: action.is_some(),
+            layout,
         })
-    }
-
-    /// A view of a payload that [`parse_with_depth`](Self::parse_with_depth) already accepted:
-    /// only locates the action, without checking the whole payload again. On a payload that was
-    /// not validated, accessors return `None`/errors rather than misbehave.
-    pub(crate) fn from_validated(payload: &'a [u8]) -> Self {
-        let mut action = None;
-        if let Some(entries) = (Field { raw: payload }).entries() {
-            for (k, v) in entries {
-                if k.as_str() == Some("action") {
-                    action = Some(v);
-                }
-            }
-        }
-        Message {
-            payload,
-            action: action.and_then(|v| v.as_str()).unwrap_or(""),
-            has_action: action.is_some(),
-        }
     }
 
     /// The `"action"` value, or `""` when the map has no `"action"` key.
@@ -309,6 +346,23 @@ pub struct WithAction<'a, 'b> {
 
 impl Encode for WithAction<'_, '_> {
     fn encode(&self, buf: &mut Vec<u8>) {
+        let m = &self.message;
+        let l = m.layout;
+        if l.action_keys <= 1 {
+            // The common case: copy everything around the one action entry as two slices.
+            let _ = rmp::encode::write_map_len(buf, l.entries - l.action_keys + 1);
+            let _ = rmp::encode::write_str(buf, "action");
+            let _ = rmp::encode::write_str(buf, self.action);
+            let body = l.body_start as usize;
+            if l.action_keys == 1 {
+                let (a, b) = (l.action_entry.0 as usize, l.action_entry.1 as usize);
+                buf.extend_from_slice(&m.payload[body..a]);
+                buf.extend_from_slice(&m.payload[b..]);
+            } else {
+                buf.extend_from_slice(&m.payload[body..]);
+            }
+            return;
+        }
         let is_action = |k: &Field<'_>| k.as_str() == Some("action");
         // Every "action" entry (a peer may send the key twice) is replaced by one.
         let kept = self
@@ -578,6 +632,16 @@ impl<'a> Iterator for MapIter<'a> {
 
 impl ExactSizeIterator for MapIter<'_> {}
 
+/// Whether `raw` (one encoded key) is the string "action", in any msgpack str encoding.
+fn is_action_key(raw: &[u8]) -> bool {
+    let text = match raw {
+        [0xa6, rest @ ..] | [0xd9, 6, rest @ ..] | [0xda, 0, 6, rest @ ..] => rest,
+        [0xdb, 0, 0, 0, 6, rest @ ..] => rest,
+        _ => return false,
+    };
+    text == b"action"
+}
+
 /// The string starting at `pos`, if the value there is a valid UTF-8 msgpack str.
 fn str_at(buf: &[u8], pos: usize) -> Option<&str> {
     let f = Field {
@@ -741,7 +805,8 @@ impl Validator<'_> {
 
     fn utf8(&mut self, n: usize, at: usize) -> Result<(), Error> {
         let s = self.take(n)?;
-        if std::str::from_utf8(s).is_err() {
+        // Most strings in game messages are ASCII: check that inline before the full decoder.
+        if !s.is_ascii() && std::str::from_utf8(s).is_err() {
             return Err(Error::InvalidUtf8 { offset: at });
         }
         Ok(())
