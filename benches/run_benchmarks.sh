@@ -14,7 +14,7 @@
 #   SERVERS    subset of: ours python tokio tokio_st raw [all]
 #   SCENARIOS  subset of: rtt1 rtt50 throughput fanout conns [all]
 #   CONNS      connections for the conns scenario [15000]
-#   PIN        1: server on CPU 0 (taskset -c 0), loadgen on CPU 1; 0: no pinning [1]
+#   PIN        1: server on CPU 0 (taskset -c 0), loadgen on CPU 1; 0: no pinning [0]
 #   LG_ARGS    extra loadgen options for every run, e.g. "--threads 2" []
 #   OUT        result file [benches/results/<UTC timestamp>.jsonl]; the loadgen output
 #              goes next to it as .log
@@ -34,7 +34,7 @@ DURATION=${DURATION:-5}
 SERVERS=${SERVERS:-"ours python tokio tokio_st raw"}
 SCENARIOS=${SCENARIOS:-"rtt1 rtt50 throughput fanout conns"}
 CONNS=${CONNS:-15000}
-PIN=${PIN:-1}
+PIN=${PIN:-0}
 LG_ARGS=${LG_ARGS:-}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-benches/results/$STAMP.jsonl}
