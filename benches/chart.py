@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Medians of benches/run_benchmarks.sh results, as Markdown tables and an SVG chart.
+
+    python3 benches/chart.py                       # newest benches/results/*.jsonl
+    python3 benches/chart.py FILE.jsonl [...]      # these files, pooled
+    python3 benches/chart.py --svg OUT.svg FILE    # chart somewhere else
+
+Prints the tables (medians with min-max ranges, ratios, targets) to stdout and writes
+benches/bench.svg: one panel per headline metric, one bar per server with its median
+(thin line: min-max over the runs), and the issue's target drawn as a dashed line.
+Plain Python 3, no third-party packages.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import statistics
+import sys
+from html import escape
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SERVERS = ["ours", "raw", "tokio", "tokio_st", "python"]
+NAMES = {
+    "ours": "repod (ours)",
+    "raw": "raw floor",
+    "tokio": "tokio multi-thread",
+    "tokio_st": "tokio current-thread",
+    "python": "Python repod",
+}
+SHORT = {"ours": "repod", "raw": "raw", "tokio": "tokio", "tokio_st": "tokio 1T", "python": "Python"}
+COLORS = {
+    "ours": "#e8590c",
+    "raw": "#868e96",
+    "tokio": "#1c7ed6",
+    "tokio_st": "#74c0fc",
+    "python": "#37b24d",
+}
+
+# (label, field, title, unit, scale, better, target(medians) -> (value, text) or None)
+def _t_rtt(field):
+    def f(m):
+        raw = m.get(("raw", "rtt1", field))
+        return (raw * 1.05, "target <= 1.05x raw") if raw else None
+
+    return f
+
+
+def _t_throughput(m):
+    tok, raw = m.get(("tokio", "throughput", "ops_per_sec")), m.get(("raw", "throughput", "ops_per_sec"))
+    vals = [v for v in (2 * tok if tok else None, 0.8 * raw if raw else None) if v]
+    return (max(vals), "target >= max(2x tokio, 0.8x raw)") if vals else None
+
+
+def _t_fanout(m):
+    tok = m.get(("tokio", "fanout", "p99_us"))
+    return (tok / 2 / 1000, "target <= tokio / 2") if tok else None
+
+
+PANELS = [
+    ("rtt1", "p50_us", "RTT p50, 1 client", "µs", 1, "lower", _t_rtt("p50_us")),
+    ("rtt1", "p99_us", "RTT p99, 1 client", "µs", 1, "lower", _t_rtt("p99_us")),
+    ("rtt50", "ops_per_sec", "Ping-pong, 50 clients", "k round trips/s", 1e-3, "higher", None),
+    ("throughput", "ops_per_sec", "Pipelined 50 x 16 x 64 B", "k replies/s", 1e-3, "higher", _t_throughput),
+    ("fanout", "p99_us", "Fan-out 500 @ 30 Hz: p99 latency", "ms", 1e-3, "lower", _t_fanout),
+    ("conns", "bytes_per_conn", "15,000 idle connections: RSS", "bytes/conn", 1, "lower",
+     lambda m: (1024, "target <= 1 KiB")),
+]
+
+# Columns of the Markdown tables: (label, [(field, header, format)])
+TABLES = [
+    ("rtt1", "RTT, 1 client, strict ping-pong, 64 B", [
+        ("ops_per_sec", "round trips/s", "{:,.0f}"),
+        ("p50_us", "p50 µs", "{:.1f}"),
+        ("p99_us", "p99 µs", "{:.1f}"),
+        ("p999_us", "p99.9 µs", "{:.1f}"),
+    ]),
+    ("rtt50", "Ping-pong, 50 clients, 1 in flight each, 64 B", [
+        ("ops_per_sec", "round trips/s", "{:,.0f}"),
+        ("p50_us", "p50 µs", "{:.1f}"),
+        ("p99_us", "p99 µs", "{:.1f}"),
+    ]),
+    ("throughput", "Pipelined, 50 clients x window 16, 64 B", [
+        ("ops_per_sec", "replies/s", "{:,.0f}"),
+        ("mb_per_sec", "payload MB/s", "{:.1f}"),
+        ("wire_mb_per_sec", "wire MB/s", "{:.1f}"),
+        ("p50_us", "p50 µs", "{:,.0f}"),
+        ("p99_us", "p99 µs", "{:,.0f}"),
+    ]),
+    ("fanout", "Fan-out, 500 clients, 30 broadcasts/s, 200 B", [
+        ("ops_per_sec", "deliveries/s", "{:,.0f}"),
+        ("loss", "lost", "{:,.0f}"),
+        ("p50_us", "p50 µs", "{:,.0f}"),
+        ("p99_us", "p99 µs", "{:,.0f}"),
+        ("p999_us", "p99.9 µs", "{:,.0f}"),
+    ]),
+    ("conns", "15,000 idle connections, each greeted", [
+        ("bytes_per_conn", "RSS bytes/conn", "{:,.0f}"),
+        ("connect_secs", "connect + greet s", "{:.2f}"),
+    ]),
+]
+
+
+def load(paths):
+    rows, errors = [], []
+    for p in paths:
+        with open(p, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                r = json.loads(line)
+                (errors if "error" in r else rows).append(r)
+    return rows, errors
+
+
+def collect(rows):
+    """{(server, label, field): [values]}"""
+    vals = {}
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals.setdefault((r["server"], r["label"], k), []).append(float(v))
+    return vals
+
+
+def fmt(f, v):
+    return "—" if v is None else f.format(v)
+
+
+def markdown(vals, med, errors):
+    out = []
+    runs = max((len(v) for v in vals.values()), default=0)
+    out.append(f"Medians of up to {runs} runs; [min–max] in brackets.\n")
+    for label, title, cols in TABLES:
+        servers = [s for s in SERVERS if (s, label, cols[0][0]) in vals]
+        if not servers:
+            continue
+        out.append(f"**{title}**\n")
+        out.append("| server | runs | " + " | ".join(h for _, h, _ in cols) + " |")
+        out.append("| --- | --- |" + " --- |" * len(cols))
+        for s in servers:
+            cells = []
+            for field, _, f in cols:
+                v = vals.get((s, label, field))
+                if not v:
+                    cells.append("—")
+                elif len(v) == 1 or min(v) == max(v):
+                    cells.append(fmt(f, statistics.median(v)))
+                else:
+                    cells.append(f"{fmt(f, statistics.median(v))} [{fmt(f, min(v))}–{fmt(f, max(v))}]")
+            n = len(vals.get((s, label, cols[0][0]), []))
+            out.append(f"| {NAMES[s]} | {n} | " + " | ".join(cells) + " |")
+        out.append("")
+    # ratios
+    out.append("**Ratios of medians (ours ÷ other)**\n")
+    out.append("| metric | better | vs raw | vs tokio | vs tokio 1T | vs Python |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    for label, field, title, unit, _scale, better, _t in PANELS:
+        ours = med.get(("ours", label, field))
+        if ours is None:
+            continue
+        cells = []
+        for s in ("raw", "tokio", "tokio_st", "python"):
+            o = med.get((s, label, field))
+            cells.append(f"{ours / o:.2f}" if o else "—")
+        out.append(f"| {title} ({unit.replace('k ', '')}) | {better} | " + " | ".join(cells) + " |")
+    out.append("")
+    if errors:
+        out.append("**Failed runs**\n")
+        for e in errors:
+            out.append(f"- {e['server']} {e['label']} run {e['run']}: {e['error']}")
+        out.append("")
+    return "\n".join(out)
+
+
+def nice_max(v):
+    if v <= 0:
+        return 1.0
+    import math
+
+    exp = math.floor(math.log10(v))
+    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if m * 10**exp >= v:
+            return m * 10**exp
+    return 10 ** (exp + 1)
+
+
+def num(v):
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def svg(vals, med, title_note):
+    pw, ph = 360, 250  # panel size
+    cols = 3
+    rows_n = (len(PANELS) + cols - 1) // cols
+    top = 70
+    legend_h = 30
+    width, height = pw * cols + 20, top + ph * rows_n + legend_h + 10
+    o = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="26" text-anchor="middle" font-size="18" font-weight="bold">'
+        "repod echo_server vs baselines (medians, loopback)</text>",
+        f'<text x="{width / 2}" y="46" text-anchor="middle" font-size="12" fill="#555">'
+        f"{escape(title_note)}</text>",
+    ]
+    for i, (label, field, title, unit, scale, better, target) in enumerate(PANELS):
+        px = 10 + (i % cols) * pw
+        py = top + (i // cols) * ph
+        servers = [s for s in SERVERS if (s, label, field) in vals]
+        o.append(f'<g transform="translate({px},{py})">')
+        o.append(f'<text x="{pw / 2}" y="0" text-anchor="middle" font-size="13" font-weight="bold">'
+                 f"{escape(title)}</text>")
+        o.append(f'<text x="{pw / 2}" y="15" text-anchor="middle" font-size="11" fill="#555">'
+                 f"{escape(unit)}, {better} is better</text>")
+        x0, y0, cw, chh = 45, 30, pw - 60, ph - 80  # chart area
+        if not servers:
+            o.append(f'<text x="{pw / 2}" y="{y0 + chh / 2}" text-anchor="middle" font-size="12">'
+                     "no data</text></g>")
+            continue
+        tgt = target(med) if target else None
+        hi = max(max(vals[(s, label, field)]) for s in servers) * scale
+        if tgt:
+            hi = max(hi, tgt[0] * scale)
+        top_v = nice_max(hi * 1.08)
+        ys = lambda v: y0 + chh - (v / top_v) * chh  # noqa: E731
+        for k in range(5):
+            gv = top_v * k / 4
+            y = ys(gv)
+            o.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + cw}" y2="{y:.1f}" stroke="#e9ecef"/>')
+            o.append(f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="#666">'
+                     f"{num(gv)}</text>")
+        slot = cw / len(servers)
+        bw = min(44, slot * 0.7)
+        for j, s in enumerate(servers):
+            v = vals[(s, label, field)]
+            m = statistics.median(v) * scale
+            cx = x0 + slot * (j + 0.5)
+            y = ys(m)
+            o.append(f'<rect x="{cx - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
+                     f'height="{y0 + chh - y:.1f}" fill="{COLORS[s]}"/>')
+            if len(v) > 1:
+                lo, hi_ = min(v) * scale, max(v) * scale
+                o.append(f'<line x1="{cx:.1f}" y1="{ys(lo):.1f}" x2="{cx:.1f}" y2="{ys(hi_):.1f}" '
+                         'stroke="#212529" stroke-width="1"/>')
+            o.append(f'<text x="{cx:.1f}" y="{min(y, ys(max(v) * scale)) - 4:.1f}" text-anchor="middle" '
+                     f'font-size="11" font-weight="{"bold" if s == "ours" else "normal"}">{num(m)}</text>')
+            o.append(f'<text x="{cx:.1f}" y="{y0 + chh + 14}" text-anchor="middle" font-size="10">'
+                     f"{escape(SHORT[s])}</text>")
+        o.append(f'<line x1="{x0}" y1="{y0 + chh}" x2="{x0 + cw}" y2="{y0 + chh}" stroke="#333"/>')
+        if tgt:
+            ty = ys(tgt[0] * scale)
+            o.append(f'<line x1="{x0}" y1="{ty:.1f}" x2="{x0 + cw}" y2="{ty:.1f}" stroke="#c92a2a" '
+                     'stroke-width="1.5" stroke-dasharray="5,3"/>')
+            o.append(f'<text x="{x0 + cw}" y="{y0 + chh + 30}" text-anchor="end" font-size="10" '
+                     f'fill="#c92a2a">- - {escape(tgt[1])} ({num(tgt[0] * scale)})</text>')
+        o.append("</g>")
+    ly = height - legend_h + 5
+    lx = 20
+    for s in SERVERS:
+        o.append(f'<rect x="{lx}" y="{ly}" width="14" height="14" fill="{COLORS[s]}"/>')
+        o.append(f'<text x="{lx + 19}" y="{ly + 12}" font-size="12">{escape(NAMES[s])}</text>')
+        lx += 40 + 7 * len(NAMES[s])
+    o.append(f'<text x="{lx + 10}" y="{ly + 12}" font-size="11" fill="#555">'
+             "bar: median; thin line: min–max of runs</text>")
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def main(argv):
+    out_svg = os.path.join(HERE, "bench.svg")
+    paths = []
+    it = iter(argv)
+    for a in it:
+        if a == "--svg":
+            out_svg = next(it)
+        elif a in ("-h", "--help"):
+            print(__doc__)
+            return 0
+        else:
+            paths.append(a)
+    if not paths:
+        found = sorted(glob.glob(os.path.join(HERE, "results", "*.jsonl")))
+        if not found:
+            print("no results: run benches/run_benchmarks.sh first", file=sys.stderr)
+            return 1
+        paths = [found[-1]]
+    rows, errors = load(paths)
+    vals = collect(rows)
+    med = {k: statistics.median(v) for k, v in vals.items()}
+    pins = sorted({r.get("pin") for r in rows})
+    runs = max((r.get("run", 1) for r in rows), default=0)
+    note = (f"{', '.join(os.path.basename(p) for p in paths)}: {runs} runs per server and scenario; "
+            + ("server on CPU 0, loadgen on CPU 1" if pins == [1] else "not pinned" if pins == [0]
+               else "mixed pinning"))
+    print(markdown(vals, med, errors))
+    with open(out_svg, "w", encoding="utf-8") as f:
+        f.write(svg(vals, med, note))
+    print(f"wrote {os.path.relpath(out_svg)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
