@@ -56,7 +56,7 @@ def _t_throughput(m):
 
 def _t_fanout(m):
     tok = m.get(("tokio", "fanout", "p99_us"))
-    return (tok / 2 / 1000, "target <= tokio / 2") if tok else None
+    return (tok / 2, "target <= tokio / 2") if tok else None
 
 
 PANELS = [
