@@ -297,8 +297,8 @@ def main(argv):
     vals = collect(rows)
     med = {k: statistics.median(v) for k, v in vals.items()}
     pins = sorted({r.get("pin") for r in rows})
-    runs = max((r.get("run", 1) for r in rows), default=0)
-    note = (f"{', '.join(os.path.basename(p) for p in paths)}: {runs} runs per server and scenario; "
+    runs = max((len(v) for v in vals.values()), default=0)
+    note = (f"{', '.join(os.path.basename(p) for p in paths)}: up to {runs} runs per server and scenario; "
             + ("server on CPU 0, loadgen on CPU 1" if pins == [1] else "not pinned" if pins == [0]
                else "mixed pinning"))
     print(markdown(vals, med, errors))
