@@ -44,6 +44,12 @@
 //!                        before connecting, so more connections fit than one
 //!                        address's ephemeral ports [conns 4, others 1 = let the
 //!                        kernel choose]; needs an IPv4 loopback --addr when K > 1
+//!   --source-from IP     first source address instead of 127.0.0.1 (then
+//!                        A.B.C.D .. A.B.C.(D+K-1), always bound, also for K = 1).
+//!                        A fresh range avoids the TIME_WAIT sockets a previous
+//!                        run left on the same addresses: the kernel's search
+//!                        for a free port at bind() slows down a lot as they
+//!                        pile up (tens of seconds for 15,000 connections)
 //!   --raw                count any frame carrying our seq as an echo reply
 //! ```
 //!
@@ -78,7 +84,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 const USAGE: &str =
     "usage: loadgen rtt|throughput|fanout|conns [--addr HOST:PORT] [--duration SECS] \
 [--clients N] [--size BYTES] [--window W] [--rate R] [--count N] [--conns N] [--pid PID] \
-[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--sources K] [--raw]";
+[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--sources K] [--source-from IP] [--raw]";
 
 /// Shared read buffer per thread.
 const READ_BUF: usize = 256 * 1024;
@@ -181,6 +187,7 @@ fn parse_args() -> Result<Config, String> {
         raw: false,
     };
     let mut sources: Option<usize> = None;
+    let mut source_from: Option<Ipv4Addr> = None;
     fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
         v.parse()
@@ -217,6 +224,7 @@ fn parse_args() -> Result<Config, String> {
             "--drain-ms" => cfg.drain = Duration::from_millis(value(&flag, args.next())?),
             "--timeout" => cfg.timeout = secs(&flag, args.next())?,
             "--sources" => sources = Some(value(&flag, args.next())?),
+            "--source-from" => source_from = Some(value(&flag, args.next())?),
             "--raw" => cfg.raw = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
@@ -248,9 +256,19 @@ fn parse_args() -> Result<Config, String> {
         None if scenario == Scenario::Conns && loopback_v4 => 4,
         None => 1,
     };
-    if k > 1 {
+    let [a, b, c, d] = source_from.unwrap_or(Ipv4Addr::new(127, 0, 0, 1)).octets();
+    if a != 127 || d == 0 || usize::from(d) + k - 1 > 254 {
+        return Err(format!(
+            "--source-from {a}.{b}.{c}.{d} with --sources {k}: the addresses must be \
+             127.x.y.z with 1 <= z and z + K - 1 <= 254"
+        ));
+    }
+    if k > 1 || source_from.is_some() {
+        if !loopback_v4 {
+            return Err("--source-from needs an IPv4 loopback --addr".into());
+        }
         cfg.sources = (0..k as u8)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i)))
+            .map(|i| IpAddr::V4(Ipv4Addr::new(a, b, c, d + i)))
             .collect();
     }
     Ok(cfg)
@@ -1175,10 +1193,13 @@ fn main() {
     };
     if cfg.scenario == Scenario::Conns {
         println!(
-            "scenario=conns addr={} conns={} sources={}",
+            "scenario=conns addr={} conns={} sources={} from {}",
             cfg.addr,
             cfg.conns,
-            cfg.sources.len().max(1)
+            cfg.sources.len().max(1),
+            cfg.sources
+                .first()
+                .map_or_else(|| "the kernel".to_string(), |ip| ip.to_string())
         );
     } else {
         println!(
