@@ -732,6 +732,14 @@ impl Reactor {
             }
         }
         self.scratch = scratch;
+        // Answer this connection now rather than after every other ready connection was read:
+        // all the replies to what this read brought still leave in one write, and the peer gets
+        // them a whole turn earlier. Output for other connections waits for the end of the turn.
+        if let Some(link) = self.links.get(index) {
+            if link.state == State::Open && link.queued() > 0 {
+                self.flush(index);
+            }
+        }
     }
 
     fn run_backlog(&mut self, driver: &mut impl Driver) {
