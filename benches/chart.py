@@ -112,6 +112,7 @@ def load(paths):
                 if not line:
                     continue
                 r = json.loads(line)
+                r["_file"] = p
                 (errors if "error" in r else rows).append(r)
     return rows, errors
 
@@ -130,7 +131,29 @@ def fmt(f, v):
     return "—" if v is None else f.format(v)
 
 
-def markdown(vals, med, errors):
+def paired(rows):
+    """{(label, field, other): [ours / other per run]}, pairing the two servers' results of
+    the same run of the same file. Runs are interleaved, so a pair was measured minutes apart
+    at most, in the same state of a machine whose speed drifts between two modes."""
+    by = {}
+    for r in rows:
+        by[(r["_file"], r.get("run"), r["server"], r["label"])] = r
+    out = {}
+    for (f, run, srv, label), r in by.items():
+        if srv != "ours":
+            continue
+        for other in ("raw", "tokio", "tokio_st", "python"):
+            o = by.get((f, run, other, label))
+            if not o:
+                continue
+            for _l, field, *_ in [p for p in PANELS if p[0] == label]:
+                a, b = r.get(field), o.get(field)
+                if a and b:
+                    out.setdefault((label, field, other), []).append(a / b)
+    return out
+
+
+def markdown(vals, med, errors, rows=()):
     out = []
     runs = max((len(v) for v in vals.values()), default=0)
     out.append(f"Medians of up to {runs} runs; [min–max] in brackets.\n")
@@ -168,6 +191,19 @@ def markdown(vals, med, errors):
             cells.append(f"{ours / o:.2f}" if o else "—")
         out.append(f"| {title} ({unit.replace('k ', '')}) | {better} | " + " | ".join(cells) + " |")
     out.append("")
+    pairs = paired(rows)
+    if pairs:
+        out.append("**Paired ratios (ours ÷ other, median of per-run ratios [min–max])**\n")
+        out.append("| metric | better | vs raw | vs tokio | vs tokio 1T | vs Python |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for label, field, title, unit, _scale, better, _t in PANELS:
+            cells = []
+            for s_ in ("raw", "tokio", "tokio_st", "python"):
+                v = pairs.get((label, field, s_))
+                cells.append(f"{statistics.median(v):.2f} [{min(v):.2f}–{max(v):.2f}]" if v else "—")
+            if any(c != "—" for c in cells):
+                out.append(f"| {title} ({unit.replace('k ', '')}) | {better} | " + " | ".join(cells) + " |")
+        out.append("")
     if errors:
         out.append("**Failed runs**\n")
         for e in errors:
@@ -301,7 +337,7 @@ def main(argv):
     note = (f"{', '.join(os.path.basename(p) for p in paths)}: up to {runs} runs per server and scenario; "
             + ("server on CPU 0, loadgen on CPU 1" if pins == [1] else "not pinned" if pins == [0]
                else "mixed pinning"))
-    print(markdown(vals, med, errors))
+    print(markdown(vals, med, errors, rows))
     with open(out_svg, "w", encoding="utf-8") as f:
         f.write(svg(vals, med, note))
     print(f"wrote {os.path.relpath(out_svg)}", file=sys.stderr)
