@@ -37,12 +37,12 @@ where
     rx.recv_timeout(PATIENCE).expect("server did not answer")
 }
 
-/// Encodes `msg` as one frame.
+/// Encodes `msg` as one frame, with the crate's own framing.
 pub fn frame(msg: &impl Encode) -> Vec<u8> {
     let mut payload = Vec::new();
     msg.encode(&mut payload);
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&payload);
+    let mut out = Vec::with_capacity(payload.len() + repod::frame::HEADER_LEN);
+    repod::frame::encode_frame(&mut out, &payload).expect("test frames fit a u32 length");
     out
 }
 
