@@ -9,6 +9,8 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::ws::{HandshakeError, WsError};
+
 /// What a handler returns: `Ok(())`, or an error that is passed to the `on_error` hook.
 ///
 /// Handlers use `?` on [`Message`](crate::Message) accessors, so a missing or mistyped field is
@@ -86,6 +88,12 @@ pub enum Error {
     Closed,
     /// An error raised by application code, see [`Error::handler`].
     Handler(Box<dyn std::error::Error + Send + Sync>),
+    /// A WebSocket peer broke the protocol (an unmasked frame, a text message, a bad close
+    /// frame...). Closes the connection with the status [`WsError::close_code`] gives.
+    WebSocket(WsError),
+    /// A WebSocket opening handshake failed. On a server no channel exists yet, so this reaches
+    /// the log only; on a client it ends the connection attempt (an `error` event).
+    Handshake(HandshakeError),
 }
 
 impl Error {
@@ -110,6 +118,8 @@ impl Error {
                 | Error::IdleTimeout(_)
                 | Error::HandlerPanic(_)
                 | Error::Closed
+                | Error::WebSocket(_)
+                | Error::Handshake(_)
         )
     }
 }
@@ -138,6 +148,8 @@ impl fmt::Display for Error {
             Error::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
             Error::Closed => f.write_str("connection closed"),
             Error::Handler(e) => write!(f, "handler error: {e}"),
+            Error::WebSocket(e) => write!(f, "websocket: {e}"),
+            Error::Handshake(e) => write!(f, "websocket handshake: {e}"),
         }
     }
 }
@@ -147,6 +159,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io(e) => Some(e),
             Error::Handler(e) => Some(&**e),
+            Error::WebSocket(e) => Some(e),
+            Error::Handshake(e) => Some(e),
             _ => None,
         }
     }

@@ -105,6 +105,7 @@ pub mod fuzzing;
 pub mod message;
 mod reactor;
 pub mod server;
+pub mod ws;
 
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode};
 pub use config::{Config, SlowReaderPolicy};
@@ -116,6 +117,7 @@ pub use server::{
     BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
     ServerHandler,
 };
+pub use ws::{WsError, WsOptions};
 
 /// The README's examples, compiled as doc tests so the quick start cannot rot.
 #[cfg(doctest)]
