@@ -13,7 +13,7 @@
 //!
 //! | action          | when                                                                  |
 //! |-----------------|-----------------------------------------------------------------------|
-//! | `socketConnect` | the TCP connection is established (generated locally)                 |
+//! | `socketConnect` | the connection is established: TCP connected (and, over WebSocket, the upgrade accepted); generated locally |
 //! | `connected`     | the server's greeting arrived: once per connection                    |
 //! | `error`         | connecting failed, or the server sent a frame that had to be dropped; `"error"` holds the text |
 //! | `disconnected`  | the connection ended after it was established; `"reason"` says why    |
@@ -23,6 +23,10 @@
 //! the greeting through: one `connected` per connection, meaning the server has set up the
 //! channel. `send` works before that: messages sent while connecting are queued and delivered
 //! once the connection is up.
+//!
+//! The address is a TCP address (`"host:port"`) or a WebSocket URL (`"ws://host:port/path"`,
+//! for a server's [`listen_ws`](crate::Server::listen_ws) port); see [`ServerAddr`]. Events,
+//! sends and limits are the same on both.
 //!
 //! ```no_run
 //! use repod::{msg, Client, ClientRoutes, Listener};
@@ -72,6 +76,7 @@ use crate::dispatch::{guard, ActionTable};
 use crate::encode::Encode;
 use crate::frame::{self, HEADER_LEN};
 use crate::reactor::{Driver, Reactor, Remote};
+use crate::ws::WsUrl;
 use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, OwnedMessage};
 
 /// Where the client's reactor runs. See the [module documentation](self).
@@ -383,6 +388,83 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing"))
 }
 
+/// A resolved place to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A repod server's TCP port: length-prefixed frames.
+    Tcp(SocketAddr),
+    /// A repod server's WebSocket port, and the URL to upgrade to.
+    Ws(SocketAddr, WsUrl),
+}
+
+/// Where a client connects: a TCP address in any form [`ToSocketAddrs`] takes (`"host:port"`,
+/// `("host", port)`, a [`SocketAddr`]...), or a WebSocket URL, `"ws://host:port/path"`.
+///
+/// ```
+/// use repod::client::{Endpoint, ServerAddr};
+/// assert!(matches!("127.0.0.1:5071".endpoint()?, Endpoint::Tcp(_)));
+/// assert!(matches!("ws://127.0.0.1:5072/".endpoint()?, Endpoint::Ws(..)));
+/// assert!("wss://example.com/".endpoint().is_err()); // TLS belongs in a proxy in front
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait ServerAddr {
+    /// Resolves the address (a DNS lookup for a host name).
+    ///
+    /// # Errors
+    ///
+    /// The name does not resolve, or the URL is malformed or `wss://`.
+    fn endpoint(&self) -> io::Result<Endpoint>;
+}
+
+impl ServerAddr for str {
+    fn endpoint(&self) -> io::Result<Endpoint> {
+        match WsUrl::parse(self).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))? {
+            Some(url) => Ok(Endpoint::Ws(resolve((url.host.as_str(), url.port))?, url)),
+            None => Ok(Endpoint::Tcp(resolve(self)?)),
+        }
+    }
+}
+
+impl ServerAddr for String {
+    fn endpoint(&self) -> io::Result<Endpoint> {
+        self.as_str().endpoint()
+    }
+}
+
+impl ServerAddr for Endpoint {
+    fn endpoint(&self) -> io::Result<Endpoint> {
+        Ok(self.clone())
+    }
+}
+
+impl<T: ServerAddr + ?Sized> ServerAddr for &T {
+    fn endpoint(&self) -> io::Result<Endpoint> {
+        (**self).endpoint()
+    }
+}
+
+macro_rules! tcp_server_addr {
+    ($($t:ty),*) => {$(
+        impl ServerAddr for $t {
+            fn endpoint(&self) -> io::Result<Endpoint> {
+                resolve(self).map(Endpoint::Tcp)
+            }
+        }
+    )*};
+}
+
+tcp_server_addr!(
+    SocketAddr,
+    std::net::SocketAddrV4,
+    std::net::SocketAddrV6,
+    (std::net::IpAddr, u16),
+    (std::net::Ipv4Addr, u16),
+    (std::net::Ipv6Addr, u16),
+    (&str, u16),
+    (String, u16)
+);
+
 struct Stepped {
     reactor: Reactor,
     id: Option<ChannelId>,
@@ -444,7 +526,7 @@ impl Connection {
     /// # Errors
     ///
     /// Only when the poller cannot be created; connection failures arrive as `error` messages.
-    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Self> {
+    pub fn connect(addr: impl ServerAddr) -> io::Result<Self> {
         Self::connect_with(addr, Mode::Stepped, Config::default())
     }
 
@@ -453,7 +535,7 @@ impl Connection {
     /// # Errors
     ///
     /// As [`connect`](Self::connect), or the thread could not be spawned.
-    pub fn connect_background(addr: impl ToSocketAddrs) -> io::Result<Self> {
+    pub fn connect_background(addr: impl ServerAddr) -> io::Result<Self> {
         Self::connect_with(addr, Mode::Background, Config::default())
     }
 
@@ -462,10 +544,12 @@ impl Connection {
     /// # Errors
     ///
     /// As [`connect_background`](Self::connect_background).
-    pub fn connect_with(addr: impl ToSocketAddrs, mode: Mode, cfg: Config) -> io::Result<Self> {
+    pub fn connect_with(addr: impl ServerAddr, mode: Mode, cfg: Config) -> io::Result<Self> {
         let mut reactor = Reactor::new(cfg)?;
-        let target = resolve(addr);
-        let id = target.and_then(|a| reactor.connect(a));
+        let id = addr.endpoint().and_then(|e| match e {
+            Endpoint::Tcp(a) => reactor.connect(a),
+            Endpoint::Ws(a, url) => reactor.connect_ws(a, &url),
+        });
         let inner = match mode {
             Mode::Stepped => {
                 let mut s = Stepped {
@@ -823,7 +907,7 @@ impl<L: Listener> Client<L> {
     /// # Errors
     ///
     /// Only when the poller cannot be created; connection failures arrive as `error`.
-    pub fn connect(addr: impl ToSocketAddrs, listener: L) -> io::Result<Self> {
+    pub fn connect(addr: impl ServerAddr, listener: L) -> io::Result<Self> {
         Self::connect_with(addr, listener, Mode::Stepped, Config::default())
     }
 
@@ -832,7 +916,7 @@ impl<L: Listener> Client<L> {
     /// # Errors
     ///
     /// As [`connect`](Self::connect), or the thread could not be spawned.
-    pub fn connect_background(addr: impl ToSocketAddrs, listener: L) -> io::Result<Self> {
+    pub fn connect_background(addr: impl ServerAddr, listener: L) -> io::Result<Self> {
         Self::connect_with(addr, listener, Mode::Background, Config::default())
     }
 
@@ -842,7 +926,7 @@ impl<L: Listener> Client<L> {
     ///
     /// As [`connect_background`](Self::connect_background).
     pub fn connect_with(
-        addr: impl ToSocketAddrs,
+        addr: impl ServerAddr,
         listener: L,
         mode: Mode,
         cfg: Config,

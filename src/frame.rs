@@ -164,6 +164,18 @@ pub fn encode_frame(out: &mut Vec<u8>, payload: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The payloads of the whole frames in `framed`, in order; a trailing partial frame is ignored.
+/// For buffers this crate framed itself (a handle's messages, a broadcast).
+pub(crate) fn payloads(mut framed: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let header = framed.get(..HEADER_LEN)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let payload = framed.get(HEADER_LEN..HEADER_LEN + len)?;
+        framed = &framed[HEADER_LEN + len..];
+        Some(payload)
+    })
+}
+
 /// Encodes a frame in place: writes a placeholder prefix, lets `encode` append the payload, then
 /// patches the prefix. On error (payload over `max`) `out` is restored to its previous length.
 pub(crate) fn encode_frame_with(

@@ -107,7 +107,7 @@ mod reactor;
 pub mod server;
 pub mod ws;
 
-pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode};
+pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
 pub use config::{Config, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};

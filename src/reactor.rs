@@ -34,11 +34,19 @@ use slab::Slab;
 use crate::config::{Config, SlowReaderPolicy};
 use crate::encode::Encode;
 use crate::frame::{self, FrameDecoder};
+use crate::ws::codec::{self as wscodec, Opcode};
+use crate::ws::handshake::{self, WsUrl};
+use crate::ws::{MaskKeys, Role, WsDecoder, WsError, WsEvent, WsOptions};
 use crate::{DisconnectReason, Error};
 
-const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+/// Listening sockets take the tokens below this one, counting down.
+const FIRST_LISTENER: usize = usize::MAX - 8;
+/// Most listening sockets in one reactor.
+const MAX_LISTENERS: usize = 32;
+/// Connection tokens stay below every reserved token.
+const MAX_LINK_INDEX: usize = FIRST_LISTENER - MAX_LISTENERS;
 
 /// Size of the shared read buffer: every connection reads into this one buffer.
 const READ_CHUNK: usize = 64 * 1024;
@@ -107,11 +115,52 @@ pub(crate) trait Driver {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
+    /// Server side of a WebSocket: reading the upgrade request. Not a channel yet.
+    Accepting,
+    /// Client side of a WebSocket: upgrade request sent, reading the answer.
+    Upgrading,
     Open,
     /// Closed for the application; writing what is queued.
     Flushing,
     /// Output written and FIN sent; discarding input until the peer closes.
     Draining,
+}
+
+/// How a connection frames its messages, which decides how output is encoded.
+#[derive(Debug)]
+enum Transport {
+    /// 4-byte length prefixes.
+    Tcp,
+    /// WebSocket, server side: binary frames, unmasked.
+    WsServer,
+    /// WebSocket, client side: binary frames, each masked with a fresh key.
+    WsClient(MaskKeys),
+}
+
+/// The receive side's state machine for one connection.
+#[derive(Debug)]
+enum Codec {
+    Frames(FrameDecoder),
+    /// Gathering a WebSocket upgrade request (server) or its answer (client).
+    Upgrade(Box<Upgrade>),
+    Ws(WsDecoder),
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::Frames(FrameDecoder::default())
+    }
+}
+
+#[derive(Debug)]
+struct Upgrade {
+    /// The HTTP head received so far.
+    head: Vec<u8>,
+    /// Server: which listener's options apply.
+    listener: usize,
+    /// Client: the request to send once TCP is up, and the key it carries.
+    request: Vec<u8>,
+    key: [u8; 24],
 }
 
 #[derive(Debug)]
@@ -120,11 +169,17 @@ struct Link {
     addr: Option<SocketAddr>,
     gen: u32,
     state: State,
-    decoder: FrameDecoder,
+    transport: Transport,
+    codec: Codec,
     out: Vec<u8>,
     out_pos: usize,
+    /// Output past this position waits (a WebSocket client's messages wait for the upgrade).
+    out_hold: usize,
     dirty: bool,
+    /// A WebSocket close frame is in `out` already.
+    close_sent: bool,
     last_rx: Instant,
+    /// When a closed link is dropped, or when an upgrade that has not completed fails.
     close_deadline: Option<Instant>,
 }
 
@@ -134,8 +189,22 @@ impl Link {
     }
 
     fn is_live(&self) -> bool {
-        matches!(self.state, State::Open | State::Connecting)
+        matches!(
+            self.state,
+            State::Open | State::Connecting | State::Upgrading
+        )
     }
+
+    fn is_ws(&self) -> bool {
+        !matches!(self.transport, Transport::Tcp)
+    }
+}
+
+/// One listening socket; `ws` is set for a WebSocket listener.
+#[derive(Debug)]
+struct Listening {
+    socket: TcpListener,
+    ws: Option<WsOptions>,
 }
 
 /// A thread-safe handle that wakes a reactor blocked in [`Reactor::turn`].
@@ -157,18 +226,22 @@ pub(crate) struct Reactor {
     poll: Poll,
     events: Events,
     ready: Vec<(Token, u8)>,
-    listener: Option<TcpListener>,
+    listeners: Vec<Option<Listening>>,
     accept_paused_until: Option<Instant>,
     accept_pending: bool,
     links: Slab<Link>,
     next_gen: u32,
     live: usize,
     lingering: usize,
+    /// WebSocket connections still reading their upgrade request.
+    accepting: usize,
     dirty: Vec<usize>,
     backlog: Vec<usize>,
     closed: VecDeque<(ChannelId, DisconnectReason)>,
     scratch: Vec<u8>,
     shared_frame: Vec<u8>,
+    /// `shared_frame` as a server's WebSocket frame, made at most once per broadcast.
+    shared_ws_frame: Vec<u8>,
     cfg: Config,
     remote: Remote,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -198,18 +271,20 @@ impl Reactor {
             poll,
             events: Events::with_capacity(1024),
             ready: Vec::with_capacity(1024),
-            listener: None,
+            listeners: Vec::new(),
             accept_paused_until: None,
             accept_pending: false,
             links: Slab::new(),
             next_gen: 0,
             live: 0,
             lingering: 0,
+            accepting: 0,
             dirty: Vec::new(),
             backlog: Vec::new(),
             closed: VecDeque::new(),
             scratch: vec![0; READ_CHUNK],
             shared_frame: Vec::new(),
+            shared_ws_frame: Vec::new(),
             cfg,
             remote: Remote { waker },
             signals: None,
@@ -231,20 +306,37 @@ impl Reactor {
         self.remote.clone()
     }
 
-    pub(crate) fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let mut listener = TcpListener::bind(addr)?;
-        self.poll
-            .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let local = listener.local_addr()?;
-        self.listener = Some(listener);
+    /// Listens on `addr`: for length-prefixed TCP, or for WebSocket upgrades when `ws` is set.
+    pub(crate) fn listen(
+        &mut self,
+        addr: SocketAddr,
+        ws: Option<WsOptions>,
+    ) -> io::Result<SocketAddr> {
+        let slot = self.listeners.iter().position(Option::is_none);
+        let slot = slot.unwrap_or(self.listeners.len());
+        if slot >= MAX_LISTENERS {
+            return Err(io::Error::other("too many listening sockets"));
+        }
+        let mut socket = TcpListener::bind(addr)?;
+        self.poll.registry().register(
+            &mut socket,
+            Token(FIRST_LISTENER - slot),
+            Interest::READABLE,
+        )?;
+        let local = socket.local_addr()?;
+        if slot == self.listeners.len() {
+            self.listeners.push(None);
+        }
+        self.listeners[slot] = Some(Listening { socket, ws });
         Ok(local)
     }
 
-    /// Stops accepting and closes the listening socket.
+    /// Stops accepting and closes every listening socket.
     pub(crate) fn stop_listening(&mut self) {
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        for l in self.listeners.iter_mut() {
+            if let Some(mut l) = l.take() {
+                let _ = self.poll.registry().deregister(&mut l.socket);
+            }
         }
     }
 
@@ -261,7 +353,26 @@ impl Reactor {
     /// Starts a non-blocking connect. Completion or failure is reported through the driver.
     pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ChannelId> {
         let stream = TcpStream::connect(addr)?;
-        self.insert(stream, None, State::Connecting)
+        let codec = Codec::Frames(FrameDecoder::new(self.cfg.max_frame_len));
+        self.insert(stream, None, State::Connecting, Transport::Tcp, codec)
+    }
+
+    /// Starts a non-blocking connect to a WebSocket server at `addr`; the upgrade to `url`
+    /// follows once TCP is up, and the driver hears `connected` only when it succeeded.
+    pub(crate) fn connect_ws(&mut self, addr: SocketAddr, url: &WsUrl) -> io::Result<ChannelId> {
+        let stream = TcpStream::connect(addr)?;
+        let key = handshake::client_key();
+        let mut request = Vec::new();
+        handshake::write_request(&mut request, url, &key);
+        let upgrade = Upgrade {
+            head: Vec::new(),
+            listener: 0,
+            request,
+            key,
+        };
+        let transport = Transport::WsClient(MaskKeys::from_os());
+        let codec = Codec::Upgrade(Box::new(upgrade));
+        self.insert(stream, None, State::Connecting, transport, codec)
     }
 
     fn insert(
@@ -269,10 +380,12 @@ impl Reactor {
         mut stream: TcpStream,
         addr: Option<SocketAddr>,
         state: State,
+        transport: Transport,
+        codec: Codec,
     ) -> io::Result<ChannelId> {
         let entry = self.links.vacant_entry();
         let index = entry.key();
-        if index >= LISTENER.0 - 8 || index > u32::MAX as usize {
+        if index >= MAX_LINK_INDEX || index > u32::MAX as usize {
             return Err(io::Error::other("too many connections"));
         }
         // Edge-triggered, both directions, once: no re-registration syscalls later.
@@ -288,14 +401,21 @@ impl Reactor {
             addr,
             gen,
             state,
-            decoder: FrameDecoder::new(self.cfg.max_frame_len),
+            transport,
+            codec,
             out: Vec::new(),
             out_pos: 0,
+            out_hold: usize::MAX,
             dirty: false,
+            close_sent: false,
             last_rx: self.now,
             close_deadline: None,
         });
-        self.live += 1;
+        if state == State::Accepting {
+            self.accepting += 1;
+        } else {
+            self.live += 1;
+        }
         if self.idle_check_at.is_none() {
             if let Some(idle) = self.cfg.idle_timeout {
                 self.idle_check_at = Some(self.now + idle / 4);
@@ -369,11 +489,23 @@ impl Reactor {
             .ok_or(Error::Closed)?;
         compact(link);
         let before = link.out.len();
-        let n = frame::encode_frame_with(&mut link.out, max, |buf| msg.encode(buf))?;
+        let encode = |buf: &mut Vec<u8>| msg.encode(buf);
+        let too_large = |len| Error::FrameTooLarge { len, max };
+        let n = match &mut link.transport {
+            Transport::Tcp => frame::encode_frame_with(&mut link.out, max, encode)?,
+            Transport::WsServer => {
+                wscodec::encode_binary_with(&mut link.out, max, None, encode).map_err(too_large)?
+            }
+            Transport::WsClient(keys) => {
+                let mask = Some(keys.next_key());
+                wscodec::encode_binary_with(&mut link.out, max, mask, encode).map_err(too_large)?
+            }
+        };
         self.admit(id, before, n)
     }
 
-    /// Queues bytes that are already framed (from another thread's handle).
+    /// Queues bytes that are already length-prefixed frames (from another thread's handle, or
+    /// a broadcast), re-framed for a WebSocket connection.
     pub(crate) fn send_framed(&mut self, id: ChannelId, framed: &[u8]) -> Result<usize, Error> {
         let link = self
             .link_mut(id)
@@ -381,8 +513,34 @@ impl Reactor {
             .ok_or(Error::Closed)?;
         compact(link);
         let before = link.out.len();
-        link.out.extend_from_slice(framed);
-        self.admit(id, before, framed.len())
+        match &mut link.transport {
+            Transport::Tcp => link.out.extend_from_slice(framed),
+            Transport::WsServer => {
+                for payload in frame::payloads(framed) {
+                    wscodec::encode_frame(&mut link.out, Opcode::Binary, true, payload, None);
+                }
+            }
+            Transport::WsClient(keys) => {
+                for payload in frame::payloads(framed) {
+                    let mask = Some(keys.next_key());
+                    wscodec::encode_frame(&mut link.out, Opcode::Binary, true, payload, mask);
+                }
+            }
+        }
+        let n = link.out.len() - before;
+        self.admit(id, before, n)
+    }
+
+    /// Queues bytes already framed for this connection's transport.
+    fn send_raw(&mut self, id: ChannelId, bytes: &[u8]) -> Result<usize, Error> {
+        let link = self
+            .link_mut(id)
+            .filter(|l| l.is_live())
+            .ok_or(Error::Closed)?;
+        compact(link);
+        let before = link.out.len();
+        link.out.extend_from_slice(bytes);
+        self.admit(id, before, bytes.len())
     }
 
     /// Applies the output cap to what was just appended at `before..`, and schedules a write.
@@ -431,7 +589,9 @@ impl Reactor {
         mut to: impl FnMut(ChannelId) -> bool,
     ) -> Result<usize, Error> {
         let mut framed = std::mem::take(&mut self.shared_frame);
+        let mut ws_framed = std::mem::take(&mut self.shared_ws_frame);
         framed.clear();
+        ws_framed.clear();
         let r = frame::encode_frame_with(&mut framed, self.cfg.max_frame_len, |b| msg.encode(b));
         let mut count = 0;
         if r.is_ok() {
@@ -443,12 +603,34 @@ impl Reactor {
                     continue;
                 }
                 let id = self.id_of(index);
-                if to(id) && self.send_framed(id, &framed).is_ok() {
+                if !to(id) {
+                    continue;
+                }
+                // Encoded once; framed at most once more, for every WebSocket player at once.
+                let sent = match link.transport {
+                    Transport::Tcp => self.send_raw(id, &framed),
+                    Transport::WsServer => {
+                        if ws_framed.is_empty() {
+                            let payload = &framed[frame::HEADER_LEN..];
+                            wscodec::encode_frame(
+                                &mut ws_framed,
+                                Opcode::Binary,
+                                true,
+                                payload,
+                                None,
+                            );
+                        }
+                        self.send_raw(id, &ws_framed)
+                    }
+                    Transport::WsClient(_) => self.send_framed(id, &framed),
+                };
+                if sent.is_ok() {
                     count += 1;
                 }
             }
         }
         self.shared_frame = framed;
+        self.shared_ws_frame = ws_framed;
         r.map(|_| count)
     }
 
@@ -460,14 +642,29 @@ impl Reactor {
             Some(l) if l.gen == id.gen && l.is_live() => l,
             _ => return,
         };
-        let was_connecting = link.state == State::Connecting;
+        let was_open = link.state == State::Open;
         link.state = State::Flushing;
         link.close_deadline = Some(deadline);
-        link.decoder = FrameDecoder::default();
-        if was_connecting {
-            // Nothing can be written on a socket that never connected.
+        link.codec = Codec::default();
+        if !was_open {
+            // Nothing can be written on a socket that never connected or upgraded.
             link.out = Vec::new();
             link.out_pos = 0;
+            link.out_hold = usize::MAX;
+        } else if link.is_ws() && !link.close_sent {
+            // The closing handshake, after everything queued; it bypasses the output cap.
+            if let Some(code) = close_code(&reason) {
+                let reason_text = match &reason {
+                    DisconnectReason::Error(e) => e.to_string(),
+                    _ => String::new(),
+                };
+                let mask = match &mut link.transport {
+                    Transport::WsClient(keys) => Some(keys.next_key()),
+                    _ => None,
+                };
+                wscodec::encode_close(&mut link.out, code, &reason_text, mask);
+                link.close_sent = true;
+            }
         }
         self.live -= 1;
         self.lingering += 1;
@@ -486,9 +683,37 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut link.stream);
             if link.is_live() {
                 self.live -= 1;
+            } else if link.state == State::Accepting {
+                self.accepting -= 1;
             } else {
                 self.lingering -= 1;
             }
+        }
+    }
+
+    /// Refuses a WebSocket upgrade: answers with the HTTP status, then closes. No channel ever
+    /// existed, so the driver hears nothing; the log does.
+    fn refuse(&mut self, index: usize, err: handshake::HandshakeError) {
+        let deadline = self.now + self.cfg.linger;
+        let link = &mut self.links[index];
+        if link.state != State::Accepting {
+            return;
+        }
+        log::warn!(
+            "repod: refusing WebSocket upgrade from {}: {}",
+            link.addr.map(|a| a.to_string()).unwrap_or_default(),
+            Error::Handshake(err.clone())
+        );
+        handshake::write_reject(&mut link.out, &err);
+        link.codec = Codec::default();
+        link.state = State::Flushing;
+        link.close_deadline = Some(deadline);
+        self.accepting -= 1;
+        self.lingering += 1;
+        self.linger_check_at = Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
+        if !link.dirty {
+            link.dirty = true;
+            self.dirty.push(index);
         }
     }
 
@@ -535,7 +760,6 @@ impl Reactor {
         for i in 0..self.ready.len() {
             let (token, flags) = self.ready[i];
             match token {
-                LISTENER => self.accept_all(driver),
                 WAKER => driver.woken(self),
                 SIGNALS => {
                     if let Some(s) = self.signals.as_mut() {
@@ -543,6 +767,7 @@ impl Reactor {
                     }
                     driver.signalled(self);
                 }
+                Token(t) if t > MAX_LINK_INDEX => self.accept_all(driver),
                 Token(index) => self.ready_link(index, flags, driver),
             }
             self.deliver_closed(driver);
@@ -596,11 +821,20 @@ impl Reactor {
                 if self.cfg.nodelay {
                     let _ = link.stream.set_nodelay(true);
                 }
+                if let Codec::Upgrade(up) = &mut link.codec {
+                    // The request goes first; messages sent meanwhile wait for the answer.
+                    let request = std::mem::take(&mut up.request);
+                    link.out_hold = request.len();
+                    link.out.splice(0..0, request);
+                    link.state = State::Upgrading;
+                }
                 if link.queued() > 0 && !link.dirty {
                     link.dirty = true;
                     self.dirty.push(index);
                 }
-                driver.connected(self, id);
+                if link.state == State::Open {
+                    driver.connected(self, id);
+                }
             }
             // A spurious wakeup: still connecting.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -613,45 +847,95 @@ impl Reactor {
         if self.accept_paused_until.is_some() {
             return;
         }
-        for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, addr)) => {
-                    if self.cfg.max_connections.is_some_and(|max| self.live >= max) {
-                        log::warn!("repod: refusing {addr}: connection limit reached");
-                        drop(stream);
-                        continue;
-                    }
-                    if self.cfg.nodelay {
-                        let _ = stream.set_nodelay(true);
-                    }
-                    match self.insert(stream, Some(addr), State::Open) {
-                        Ok(id) => {
-                            log::debug!("repod: accepted {addr} as {id:?}");
-                            driver.accepted(self, id);
-                            self.deliver_closed(driver);
-                        }
-                        Err(e) => log::error!("repod: cannot register {addr}: {e}"),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_resource_exhausted(&e) => {
-                    // Out of descriptors or memory: the pending connection stays in the
-                    // backlog. Retrying at once would spin; retry after a pause instead.
-                    log::error!(
-                        "repod: accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}"
-                    );
-                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+        let mut budget = ACCEPT_BUDGET;
+        for slot in 0..self.listeners.len() {
+            loop {
+                if budget == 0 {
+                    self.accept_pending = true;
                     return;
                 }
-                // The peer gave up before we accepted (ECONNABORTED and the like).
-                Err(e) => log::debug!("repod: accept: {e}"),
+                let Some(listener) = self.listeners[slot].as_ref() else {
+                    break;
+                };
+                let is_ws = listener.ws.is_some();
+                match listener.socket.accept() {
+                    Ok((stream, addr)) => {
+                        budget -= 1;
+                        self.accept_one(stream, addr, slot, is_ws, driver);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_resource_exhausted(&e) => {
+                        // Out of descriptors or memory: the pending connection stays in the
+                        // backlog. Retrying at once would spin; retry after a pause instead.
+                        log::error!(
+                            "repod: accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}"
+                        );
+                        self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                        return;
+                    }
+                    // The peer gave up before we accepted (ECONNABORTED and the like).
+                    Err(e) => log::debug!("repod: accept: {e}"),
+                }
             }
         }
-        self.accept_pending = true;
+    }
+
+    fn accept_one(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        slot: usize,
+        is_ws: bool,
+        driver: &mut impl Driver,
+    ) {
+        let count = self.live + self.accepting;
+        if self.cfg.max_connections.is_some_and(|max| count >= max) {
+            log::warn!("repod: refusing {addr}: connection limit reached");
+            return;
+        }
+        if self.cfg.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        if is_ws {
+            let upgrade = Upgrade {
+                head: Vec::new(),
+                listener: slot,
+                request: Vec::new(),
+                key: [0; 24],
+            };
+            let codec = Codec::Upgrade(Box::new(upgrade));
+            match self.insert(
+                stream,
+                Some(addr),
+                State::Accepting,
+                Transport::WsServer,
+                codec,
+            ) {
+                Ok(id) => {
+                    log::debug!("repod: accepted {addr} as {id:?}, awaiting its upgrade");
+                    let timeout = self.listeners[slot]
+                        .as_ref()
+                        .and_then(|l| l.ws.as_ref())
+                        .map_or(Duration::from_secs(10), |o| o.handshake_timeout);
+                    let deadline = self.now + timeout;
+                    self.links[id.index()].close_deadline = Some(deadline);
+                    self.linger_check_at =
+                        Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
+                }
+                Err(e) => log::error!("repod: cannot register {addr}: {e}"),
+            }
+            return;
+        }
+        let codec = Codec::Frames(FrameDecoder::new(self.cfg.max_frame_len));
+        match self.insert(stream, Some(addr), State::Open, Transport::Tcp, codec) {
+            Ok(id) => {
+                log::debug!("repod: accepted {addr} as {id:?}");
+                driver.accepted(self, id);
+                self.deliver_closed(driver);
+            }
+            Err(e) => log::error!("repod: cannot register {addr}: {e}"),
+        }
     }
 
     fn read(&mut self, index: usize, driver: &mut impl Driver, hangup: bool) {
@@ -688,22 +972,7 @@ impl Reactor {
                         continue;
                     }
                     link.last_rx = self.now;
-                    let mut decoder = std::mem::take(&mut link.decoder);
-                    let result = decoder.decode(&scratch[..n], |payload| {
-                        driver.frame(self, id, payload);
-                        if self.is_open(id) {
-                            ControlFlow::Continue(())
-                        } else {
-                            ControlFlow::Break(())
-                        }
-                    });
-                    match self.link_mut(id) {
-                        Some(link) if link.state == State::Open => link.decoder = decoder,
-                        _ => break,
-                    }
-                    if let Err(e) = result {
-                        log::warn!("repod: closing {id:?}: {e}");
-                        self.close(id, DisconnectReason::Error(e));
+                    if !self.input(index, id, &mut scratch[..n], driver) {
                         break;
                     }
                     budget = budget.saturating_sub(n);
@@ -738,6 +1007,186 @@ impl Reactor {
         if let Some(link) = self.links.get(index) {
             if link.state == State::Open && link.queued() > 0 {
                 self.flush(index);
+            }
+        }
+    }
+
+    /// Hands bytes read from link `index` to its codec, and what they complete to the driver.
+    /// Returns whether the link still reads input for the application.
+    fn input(
+        &mut self,
+        index: usize,
+        id: ChannelId,
+        bytes: &mut [u8],
+        driver: &mut impl Driver,
+    ) -> bool {
+        let mut codec = std::mem::take(&mut self.links[index].codec);
+        let result = match &mut codec {
+            Codec::Frames(decoder) => decoder.decode(bytes, |payload| {
+                driver.frame(self, id, payload);
+                if self.is_open(id) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            }),
+            Codec::Ws(decoder) => self.ws_input(id, decoder, bytes, driver),
+            Codec::Upgrade(_) => {
+                let Codec::Upgrade(up) = codec else {
+                    unreachable!("matched above")
+                };
+                return self.upgrade_input(index, id, up, bytes, driver);
+            }
+        };
+        match self.link_mut(id) {
+            Some(link) if link.state == State::Open => link.codec = codec,
+            _ => return false,
+        }
+        if let Err(e) = result {
+            log::warn!("repod: closing {id:?}: {e}");
+            self.close(id, DisconnectReason::Error(e));
+            return false;
+        }
+        true
+    }
+
+    fn ws_input(
+        &mut self,
+        id: ChannelId,
+        decoder: &mut WsDecoder,
+        bytes: &mut [u8],
+        driver: &mut impl Driver,
+    ) -> Result<(), Error> {
+        let mut refused = None;
+        let result = decoder.decode(bytes, |event| match event {
+            WsEvent::Binary(payload) => {
+                driver.frame(self, id, payload);
+                if self.is_open(id) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            }
+            WsEvent::Text(_) => {
+                refused = Some(WsError::TextMessage);
+                ControlFlow::Break(())
+            }
+            WsEvent::Ping(payload) => {
+                self.send_control(id, Opcode::Pong, payload);
+                ControlFlow::Continue(())
+            }
+            WsEvent::Pong(_) => ControlFlow::Continue(()),
+            WsEvent::Close { code, reason } => {
+                log::debug!("repod: {id:?} sent close {code:?} {reason:?}");
+                // Answer with the same status (none for none), then close for the application.
+                let status = code.map(u16::to_be_bytes);
+                let payload = status.as_ref().map_or(&[][..], |s| &s[..]);
+                self.send_control(id, Opcode::Close, payload);
+                if let Some(link) = self.link_mut(id) {
+                    link.close_sent = true;
+                }
+                self.close(id, DisconnectReason::PeerClosed);
+                ControlFlow::Break(())
+            }
+        });
+        match refused {
+            Some(e) => Err(Error::WebSocket(e)),
+            None => result.map_err(Error::WebSocket),
+        }
+    }
+
+    /// Queues a control frame (a pong, a close answer) under the usual output cap.
+    fn send_control(&mut self, id: ChannelId, opcode: Opcode, payload: &[u8]) {
+        let Some(link) = self.link_mut(id).filter(|l| l.state == State::Open) else {
+            return;
+        };
+        compact(link);
+        let before = link.out.len();
+        let mask = match &mut link.transport {
+            Transport::WsClient(keys) => Some(keys.next_key()),
+            _ => None,
+        };
+        wscodec::encode_frame(&mut link.out, opcode, true, payload, mask);
+        let n = link.out.len() - before;
+        let _ = self.admit(id, before, n);
+    }
+
+    /// Bytes of a WebSocket upgrade: the request on a server, the answer on a client.
+    fn upgrade_input(
+        &mut self,
+        index: usize,
+        id: ChannelId,
+        mut up: Box<Upgrade>,
+        bytes: &[u8],
+        driver: &mut impl Driver,
+    ) -> bool {
+        up.head.extend_from_slice(bytes);
+        let max_frame_len = self.cfg.max_frame_len;
+        if self.links[index].state == State::Accepting {
+            let opts = self.listeners.get(up.listener).and_then(|l| l.as_ref());
+            let Some(opts) = opts.and_then(|l| l.ws.as_ref()) else {
+                // The listener was closed (the server is stopping): no new players.
+                self.refuse(index, handshake::HandshakeError::Timeout);
+                return false;
+            };
+            let complete = handshake::may_be_complete(&up.head, bytes.len());
+            if !complete && up.head.len() <= opts.max_handshake_len {
+                self.links[index].codec = Codec::Upgrade(up);
+                return true;
+            }
+            let request = match handshake::parse_request(&up.head, opts) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    self.links[index].codec = Codec::Upgrade(up);
+                    return true;
+                }
+                Err(e) => {
+                    self.refuse(index, e);
+                    return false;
+                }
+            };
+            let link = &mut self.links[index];
+            handshake::write_accept(&mut link.out, &request.accept);
+            link.codec = Codec::Ws(WsDecoder::new(Role::Server, max_frame_len));
+            link.state = State::Open;
+            link.close_deadline = None;
+            link.last_rx = self.now;
+            if !link.dirty {
+                link.dirty = true;
+                self.dirty.push(index);
+            }
+            self.accepting -= 1;
+            self.live += 1;
+            log::debug!("repod: {id:?} upgraded to WebSocket");
+            driver.accepted(self, id);
+            // Frames the client sent right behind its request.
+            let rest = &mut up.head[request.len..];
+            rest.is_empty() || !self.is_open(id) || self.input(index, id, rest, driver)
+        } else {
+            match handshake::parse_response(&up.head, &up.key, handshake_max()) {
+                Ok(Some(len)) => {
+                    let link = &mut self.links[index];
+                    link.codec = Codec::Ws(WsDecoder::new(Role::Client, max_frame_len));
+                    link.state = State::Open;
+                    link.out_hold = usize::MAX;
+                    if link.queued() > 0 && !link.dirty {
+                        link.dirty = true;
+                        self.dirty.push(index);
+                    }
+                    driver.connected(self, id);
+                    // The server's first frames (its greeting) often share the answer's segment.
+                    let rest = &mut up.head[len..];
+                    rest.is_empty() || !self.is_open(id) || self.input(index, id, rest, driver)
+                }
+                Ok(None) => {
+                    self.links[index].codec = Codec::Upgrade(up);
+                    true
+                }
+                Err(e) => {
+                    log::warn!("repod: {id:?}: WebSocket upgrade failed: {e}");
+                    self.close(id, DisconnectReason::Error(Error::Handshake(e)));
+                    false
+                }
             }
         }
     }
@@ -790,8 +1239,10 @@ impl Reactor {
         if self.linger_check_at.is_some_and(|t| now >= t) {
             self.linger_check_at = None;
             let mut expired = Vec::new();
+            let mut upgrades_late = Vec::new();
             for (i, l) in &self.links {
                 match l.close_deadline {
+                    Some(d) if l.state == State::Accepting && now >= d => upgrades_late.push(i),
                     Some(d) if !l.is_live() && now >= d => expired.push(i),
                     Some(d) if !l.is_live() => {
                         self.linger_check_at =
@@ -803,6 +1254,9 @@ impl Reactor {
             for i in expired {
                 log::debug!("repod: dropping {:?}: linger time is up", self.id_of(i));
                 self.remove(i);
+            }
+            for i in upgrades_late {
+                self.refuse(i, handshake::HandshakeError::Timeout);
             }
         }
     }
@@ -832,8 +1286,9 @@ impl Reactor {
         if matches!(link.state, State::Connecting | State::Draining) {
             return;
         }
-        while link.out_pos < link.out.len() {
-            match link.stream.write(&link.out[link.out_pos..]) {
+        let end = link.out.len().min(link.out_hold);
+        while link.out_pos < end {
+            match link.stream.write(&link.out[link.out_pos..end]) {
                 Ok(0) => {
                     let e = io::Error::from(io::ErrorKind::WriteZero);
                     return self.write_failed(index, e);
@@ -843,6 +1298,9 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.write_failed(index, e),
             }
+        }
+        if link.out_pos < link.out.len() {
+            return; // held back until the upgrade completes
         }
         link.out.clear();
         link.out_pos = 0;
@@ -878,8 +1336,32 @@ fn compact(link: &mut Link) {
         link.out_pos = 0;
     } else if link.out_pos >= KEEP_OUTPUT && link.out_pos * 2 >= link.out.len() {
         link.out.drain(..link.out_pos);
+        if link.out_hold != usize::MAX {
+            link.out_hold -= link.out_pos;
+        }
         link.out_pos = 0;
     }
+}
+
+/// The close status a WebSocket peer is sent when its connection ends for `reason`; `None`
+/// when no frame can be written (the socket failed).
+fn close_code(reason: &DisconnectReason) -> Option<u16> {
+    Some(match reason {
+        DisconnectReason::Closed | DisconnectReason::PeerClosed => 1000,
+        DisconnectReason::ServerStopped => 1001,
+        DisconnectReason::Error(e) => match e {
+            Error::Io(_) => return None,
+            Error::WebSocket(w) => w.close_code(),
+            Error::FrameTooLarge { .. } => 1009,
+            Error::OutputFull { .. } | Error::IdleTimeout(_) => 1008,
+            _ => 1011,
+        },
+    })
+}
+
+/// Bound on a server's upgrade answer, read by a client.
+fn handshake_max() -> usize {
+    crate::ws::DEFAULT_MAX_HANDSHAKE_LEN
 }
 
 fn is_resource_exhausted(e: &io::Error) -> bool {

@@ -63,7 +63,7 @@ use crate::dispatch::{guard, ActionTable};
 use crate::encode::Encode;
 use crate::frame;
 use crate::reactor::{Driver, Reactor, Remote};
-use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message};
+use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, WsOptions};
 
 /// The state and handlers of one connection: the Rust counterpart of a Python `Channel`
 /// subclass. See the [module documentation](self).
@@ -632,6 +632,7 @@ pub struct Server<C: ChannelHandler> {
     reactor: Reactor,
     core: Core<C>,
     local_addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
 }
 
 impl<C: ChannelHandler> fmt::Debug for Server<C> {
@@ -673,7 +674,7 @@ impl<C: ChannelHandler> Server<C> {
         let mut last_err = None;
         let mut bound = None;
         for a in addr.to_socket_addrs()? {
-            match reactor.listen(a) {
+            match reactor.listen(a, None) {
                 Ok(local) => {
                     bound = Some(local);
                     break;
@@ -708,7 +709,68 @@ impl<C: ChannelHandler> Server<C> {
                 drained: Vec::new(),
             },
             local_addr,
+            ws_addr: None,
         })
+    }
+
+    /// Also accepts players over WebSocket on `addr`, upgrading on the path `/` from pages of
+    /// any origin ([`listen_ws_with`](Self::listen_ws_with) sets both). Returns the bound
+    /// address (port 0 picks a free port).
+    ///
+    /// WebSocket players are channels like any other: the same greeting, handlers, hooks,
+    /// limits and broadcasts; one binary message carries one msgpack map (see [`crate::ws`]).
+    /// WebSocket needs its own port: a repod TCP client waits for the server's greeting before
+    /// it sends anything, so a shared port could not tell the two apart by their first bytes.
+    ///
+    /// ```no_run
+    /// # use repod::{ChannelHandler, Routes, Server};
+    /// # #[derive(Default)] struct Player;
+    /// # impl ChannelHandler for Player { type Server = (); fn routes(_: &mut Routes<Self>) {} }
+    /// let mut server = Server::<Player>::bind("0.0.0.0:5071", ())?;
+    /// server.listen_ws("0.0.0.0:5072")?; // browsers: new WebSocket("ws://host:5072/")
+    /// server.launch()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The address does not resolve, or cannot be bound.
+    pub fn listen_ws(&mut self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+        self.listen_ws_with(addr, WsOptions::default())
+    }
+
+    /// As [`listen_ws`](Self::listen_ws), with a path, an `Origin` allow-list and handshake
+    /// limits ([`WsOptions`]).
+    ///
+    /// # Errors
+    ///
+    /// The address does not resolve, or cannot be bound.
+    pub fn listen_ws_with(
+        &mut self,
+        addr: impl ToSocketAddrs,
+        opts: WsOptions,
+    ) -> io::Result<SocketAddr> {
+        let mut last_err = None;
+        for a in addr.to_socket_addrs()? {
+            match self.reactor.listen(a, Some(opts.clone())) {
+                Ok(local) => {
+                    log::info!(
+                        "repod: listening for WebSocket on {local}{}",
+                        opts.get_path()
+                    );
+                    self.ws_addr.get_or_insert(local);
+                    return Ok(local);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
+    }
+
+    /// The address of the first WebSocket listener, if any.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// Replaces the limits and tuning (see [`Config`]); applies to connections accepted later.

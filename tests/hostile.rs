@@ -376,6 +376,7 @@ fn stop_flushes_every_channel() {
         server,
         shared,
         addr,
+        ..
     } = s;
     let stopper = std::thread::spawn(move || server.stop_and_join().map(drop));
     for p in &mut peers {

@@ -30,7 +30,7 @@
 //!
 //! ```
 //! use std::ops::ControlFlow;
-//! use repod::ws::{encode_frame, MaskKeys, Opcode, Role, WsDecoder, WsEvent};
+//! use repod::ws::{encode_frame, MaskKeys, Opcode, Role, WsDecoder};
 //!
 //! let mut wire = Vec::new();
 //! let mut keys = MaskKeys::new(42);

@@ -8,7 +8,7 @@
 //! do the mirror image.
 //!
 //! ```
-//! use repod::ws::handshake::{accept_key, parse_request, write_accept, Request};
+//! use repod::ws::handshake::{parse_request, write_accept, Request};
 //! use repod::WsOptions;
 //!
 //! let req = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

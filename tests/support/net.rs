@@ -46,6 +46,8 @@ pub fn kind(e: &Error) -> &'static str {
         Error::HandlerPanic(_) => "HandlerPanic",
         Error::Closed => "Closed",
         Error::Handler(_) => "Handler",
+        Error::WebSocket(_) => "WebSocket",
+        Error::Handshake(_) => "Handshake",
         _ => "Other",
     }
 }
@@ -273,6 +275,8 @@ pub struct Probed {
     pub server: BackgroundServer<Probe>,
     pub shared: Shared,
     pub addr: SocketAddr,
+    /// The WebSocket port, when `start_with` opened one.
+    pub ws: Option<SocketAddr>,
 }
 
 impl Probed {
@@ -322,11 +326,13 @@ pub fn start_with(cfg: Config, more: impl FnOnce(Server<Probe>) -> Server<Probe>
         .config(cfg);
     let server = more(server);
     let addr = server.local_addr();
+    let ws = server.ws_addr();
     let server = server.start_background().expect("start");
     Probed {
         server,
         shared,
         addr,
+        ws,
     }
 }
 
