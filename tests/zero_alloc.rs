@@ -1,5 +1,6 @@
 //! No heap allocation per message in the steady state: a server echoing (and broadcasting) to
-//! many clients, and stepped and background clients doing echo round trips.
+//! many clients, over TCP and over WebSocket, and stepped and background clients doing echo
+//! round trips on both transports.
 //!
 //! A counting global allocator (the reason this is its own test binary) counts allocation
 //! *events* (not time or bytes) made by one thread inside measured regions only: the server's
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use common::{RawPeer, PATIENCE};
 use repod::frame::{encode_frame, HEADER_LEN};
+use repod::ws::handshake::{client_key, parse_response, write_request};
+use repod::ws::{MaskKeys, Opcode, WsUrl};
 use repod::{
     msg, ChannelHandler, Client, ClientRoutes, Config, Encode, Listener, Message, Mode, Routes,
     Server, ServerHandler,
@@ -191,21 +194,43 @@ struct Peer {
     /// Whether the batch ends with a `broadcast`.
     broadcasts: bool,
     buf: Vec<u8>,
+    /// A WebSocket client (its replies are WebSocket frames).
+    ws: bool,
 }
 
 impl Peer {
-    fn new(server: &mut Server<Echo>, index: usize) -> Self {
-        let addr = server.local_addr();
+    fn new(server: &mut Server<Echo>, index: usize, websocket: bool) -> Self {
+        let addr = match websocket {
+            true => server.ws_addr().expect("a WebSocket listener"),
+            false => server.local_addr(),
+        };
         let stream = TcpStream::connect(addr).expect("connect");
-        let until = deadline();
-        while server.channel_count() <= index {
-            assert!(Instant::now() < until, "no accept");
-            server.step(Some(Duration::from_millis(10))).unwrap();
-        }
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut raw = RawPeer { stream };
-        raw.stream.set_nodelay(true).unwrap();
-        raw.stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        assert_eq!(raw.recv().action(), "connected");
+        let mut keys = MaskKeys::new(index as u64 + 1);
+        if websocket {
+            let url = WsUrl::parse(&format!("ws://{addr}/")).unwrap().unwrap();
+            let key = client_key();
+            let mut req = Vec::new();
+            write_request(&mut req, &url, &key);
+            raw.stream.write_all(&req).unwrap();
+            step_until_connected(server, index);
+            // The 101, read a byte at a time so the greeting behind it stays in the socket.
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                raw.stream.read_exact(&mut b).expect("the 101");
+                head.push(b[0]);
+            }
+            assert_eq!(parse_response(&head, &key, 4096), Ok(Some(head.len())));
+            let mut buf = Vec::new();
+            read_payload(&mut raw.stream, true, &mut buf);
+            assert_eq!(Message::parse(&buf).unwrap().action(), "connected");
+        } else {
+            step_until_connected(server, index);
+            assert_eq!(raw.recv().action(), "connected");
+        }
 
         let mut batch = Vec::new();
         let mut ends = Vec::new();
@@ -223,7 +248,7 @@ impl Peer {
                 "trail": &trail[..],
             }
             .encode(&mut payload);
-            encode_frame(&mut batch, &payload).unwrap();
+            frame_for(&mut batch, &payload, websocket.then_some(&mut keys));
             ends.push(batch.len());
         }
         let broadcasts = index == 0;
@@ -231,7 +256,7 @@ impl Peer {
             payload.clear();
             msg! { "action": "broadcast", "text": "hello everyone", "from": name.as_str() }
                 .encode(&mut payload);
-            encode_frame(&mut batch, &payload).unwrap();
+            frame_for(&mut batch, &payload, websocket.then_some(&mut keys));
             ends.push(batch.len());
         }
         // Cut 3 bytes into the frame after the middle one (inside its header or payload,
@@ -247,6 +272,7 @@ impl Peer {
             broadcasts,
             batch,
             buf: Vec::new(),
+            ws: websocket,
         }
     }
 
@@ -254,10 +280,7 @@ impl Peer {
     fn read_replies(&mut self) {
         let (mut echoes, mut broadcasts) = (0, 0);
         while echoes < PER_ROUND || broadcasts < 1 {
-            let mut header = [0u8; HEADER_LEN];
-            self.stream.read_exact(&mut header).expect("a reply");
-            self.buf.resize(u32::from_be_bytes(header) as usize, 0);
-            self.stream.read_exact(&mut self.buf).expect("a reply");
+            read_payload(&mut self.stream, self.ws, &mut self.buf);
             let m = Message::parse(&self.buf).expect("a valid reply");
             match m.action() {
                 "echo_reply" => {
@@ -270,6 +293,59 @@ impl Peer {
         }
         assert_eq!((echoes, broadcasts), (PER_ROUND, 1));
     }
+}
+
+/// Steps the server (unmeasured) until it has `index + 1` channels.
+fn step_until_connected(server: &mut Server<Echo>, index: usize) {
+    let until = deadline();
+    while server.channel_count() <= index {
+        assert!(Instant::now() < until, "no accept");
+        server.step(Some(Duration::from_millis(10))).unwrap();
+    }
+}
+
+/// Appends `payload` as a length-prefixed frame, or as a WebSocket binary frame masked with
+/// the next of `keys`.
+fn frame_for(out: &mut Vec<u8>, payload: &[u8], keys: Option<&mut MaskKeys>) {
+    match keys {
+        Some(keys) => {
+            repod::ws::encode_frame(out, Opcode::Binary, true, payload, Some(keys.next_key()))
+        }
+        None => encode_frame(out, payload).unwrap(),
+    }
+}
+
+/// Reads one message's payload into `buf`: a length-prefixed frame, or (`ws`) a server's
+/// WebSocket frame, parsed here by hand rather than by the crate's decoder.
+fn read_payload(stream: &mut TcpStream, ws: bool, buf: &mut Vec<u8>) {
+    let len = if ws {
+        let mut h = [0u8; 2];
+        stream.read_exact(&mut h).expect("a reply");
+        assert_eq!(
+            (h[0], h[1] & 0x80),
+            (0x82, 0),
+            "an unmasked, final, binary frame"
+        );
+        match h[1] {
+            126 => {
+                let mut l = [0u8; 2];
+                stream.read_exact(&mut l).unwrap();
+                u16::from_be_bytes(l) as usize
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                stream.read_exact(&mut l).unwrap();
+                u64::from_be_bytes(l) as usize
+            }
+            n => n as usize,
+        }
+    } else {
+        let mut header = [0u8; HEADER_LEN];
+        stream.read_exact(&mut header).expect("a reply");
+        u32::from_be_bytes(header) as usize
+    };
+    buf.resize(len, 0);
+    stream.read_exact(buf).expect("a reply");
 }
 
 /// Steps the server, measured, until its handlers have processed `target` messages in all.
@@ -305,11 +381,17 @@ fn round(server: &mut Server<Echo>, peers: &mut [Peer]) {
     }
 }
 
-#[test]
-fn server_echo_to_many_clients_allocates_nothing() {
+/// `CLIENTS` clients echoing; the odd ones over WebSocket when `websocket` is set (so the
+/// broadcast goes to both transports).
+fn server_echo_allocates_nothing(websocket: bool) {
     counter::self_check();
     let mut server = Server::<Echo>::bind("127.0.0.1:0", Processed(0)).expect("bind");
-    let mut peers: Vec<Peer> = (0..CLIENTS).map(|i| Peer::new(&mut server, i)).collect();
+    if websocket {
+        server.listen_ws("127.0.0.1:0").expect("listen_ws");
+    }
+    let mut peers: Vec<Peer> = (0..CLIENTS)
+        .map(|i| Peer::new(&mut server, i, websocket && i % 2 == 1))
+        .collect();
     assert_eq!(peers.iter().filter(|p| p.broadcasts).count(), 1);
 
     // Warm-up: 1,000 echoes per client.
@@ -326,7 +408,7 @@ fn server_echo_to_many_clients_allocates_nothing() {
         }
     });
     println!(
-        "server: {warm_up} allocations during warm-up ({} echoes), {one} over the next {} \
+        "server (websocket: {websocket}): {warm_up} allocations during warm-up ({} echoes), {one} over the next {} \
          echoes, {ten} over the next {}",
         echoes(1000 / PER_ROUND),
         echoes(1),
@@ -338,6 +420,16 @@ fn server_echo_to_many_clients_allocates_nothing() {
         (0, 0),
         "the server allocated in the steady state (run with REPOD_ALLOC_TRACE=1 to see where)"
     );
+}
+
+#[test]
+fn server_echo_to_many_clients_allocates_nothing() {
+    server_echo_allocates_nothing(false);
+}
+
+#[test]
+fn server_echo_to_tcp_and_websocket_clients_allocates_nothing() {
+    server_echo_allocates_nothing(true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -397,15 +489,19 @@ fn round_trips(server: &mut Server<Echo>, client: &mut Client<Pinger>, n: u64) {
     }
 }
 
-fn client_round_trips_allocate_nothing(mode: Mode) {
+fn client_round_trips_allocate_nothing(mode: Mode, websocket: bool) {
     let mut server = Server::<Echo>::bind("127.0.0.1:0", Processed(0)).expect("bind");
-    let mut client = Client::connect_with(
-        server.local_addr(),
-        Pinger::default(),
-        mode,
-        Config::default(),
-    )
-    .expect("client");
+    let addr = if websocket {
+        format!(
+            "ws://{}/",
+            server.listen_ws("127.0.0.1:0").expect("listen_ws")
+        )
+    } else {
+        server.local_addr().to_string()
+    };
+    let mut client =
+        Client::connect_with(addr.as_str(), Pinger::default(), mode, Config::default())
+            .expect("client");
     let until = deadline();
     while !client.listener().connected {
         assert!(Instant::now() < until, "no greeting");
@@ -417,7 +513,7 @@ fn client_round_trips_allocate_nothing(mode: Mode) {
     let one = allocations_during(|| round_trips(&mut server, &mut client, 1000));
     let ten = allocations_during(|| round_trips(&mut server, &mut client, 10_000));
     println!(
-        "{mode:?} client: {warm_up} allocations during 1,000 warm-up round trips, {one} over the \
+        "{mode:?} client (websocket: {websocket}): {warm_up} allocations during 1,000 warm-up round trips, {one} over the \
          next 1,000, {ten} over the next 10,000"
     );
     assert!(client.is_connected());
@@ -432,12 +528,25 @@ fn client_round_trips_allocate_nothing(mode: Mode) {
 #[test]
 fn stepped_client_round_trips_allocate_nothing() {
     counter::self_check();
-    client_round_trips_allocate_nothing(Mode::Stepped);
+    client_round_trips_allocate_nothing(Mode::Stepped, false);
+}
+
+#[test]
+fn stepped_websocket_client_round_trips_allocate_nothing() {
+    counter::self_check();
+    client_round_trips_allocate_nothing(Mode::Stepped, true);
 }
 
 /// Background mode: the game thread's `send` and `pump` (the network thread is not counted).
 #[test]
 fn background_client_round_trips_allocate_nothing_on_the_game_thread() {
     counter::self_check();
-    client_round_trips_allocate_nothing(Mode::Background);
+    client_round_trips_allocate_nothing(Mode::Background, false);
+}
+
+/// Background mode over WebSocket: the game thread's `send` and `pump`.
+#[test]
+fn background_websocket_client_round_trips_allocate_nothing_on_the_game_thread() {
+    counter::self_check();
+    client_round_trips_allocate_nothing(Mode::Background, true);
 }
