@@ -1,7 +1,7 @@
 //! # repod: networking for multiplayer games
 //!
-//! Length-prefixed msgpack maps over TCP, routed by their `"action"` key to one handler per
-//! action, on a single-threaded [mio] reactor. Wire-compatible with Python repod 0.1.2
+//! Length-prefixed msgpack maps over TCP (and WebSocket, for browsers), routed by their
+//! `"action"` key to one handler per action, on a single-threaded [mio] reactor. Wire-compatible with Python repod 0.1.2
 //! (PyPI `repodnet`), a successor of PodSixNet: Python clients and servers talk to ours
 //! unchanged.
 //!
@@ -81,7 +81,9 @@
 //! - [`message`]: reading a received map in place; [`encode`]: writing one with [`msg!`];
 //! - [`server`]: [`Server`], [`ChannelHandler`], [`ServerHandler`] and their contexts;
 //! - [`client`]: [`Client`] with a [`Listener`], and the low-level [`Connection`];
-//! - [`config`]: limits (frame size, output per connection, idle timeout, connections).
+//! - [`config`]: limits (frame size, output per connection, idle timeout, connections);
+//! - [`ws`]: WebSocket for browser players (the upgrade and the frame codec, with no I/O), served
+//!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses.
 //!
 //! The reactor is private: it is the only code that touches sockets.
 //!
