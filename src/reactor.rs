@@ -331,11 +331,23 @@ impl Reactor {
         Ok(local)
     }
 
-    /// Stops accepting and closes every listening socket.
+    /// Stops accepting and closes every listening socket; upgrades still in progress are
+    /// refused (503), since their players would arrive in a server that is going away.
     pub(crate) fn stop_listening(&mut self) {
         for l in self.listeners.iter_mut() {
             if let Some(mut l) = l.take() {
                 let _ = self.poll.registry().deregister(&mut l.socket);
+            }
+        }
+        if self.accepting > 0 {
+            let upgrading: Vec<usize> = self
+                .links
+                .iter()
+                .filter(|(_, l)| l.state == State::Accepting)
+                .map(|(i, _)| i)
+                .collect();
+            for i in upgrading {
+                self.refuse(i, handshake::HandshakeError::Unavailable);
             }
         }
     }
@@ -952,7 +964,8 @@ impl Reactor {
             }
             match link.stream.read(&mut scratch) {
                 Ok(0) => {
-                    if state == State::Draining {
+                    // No channel exists for a connection that never upgraded: just drop it.
+                    if matches!(state, State::Draining | State::Accepting) {
                         self.remove(index);
                     } else {
                         log::debug!("repod: {id:?} closed by peer");
@@ -990,7 +1003,7 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    if state == State::Draining {
+                    if matches!(state, State::Draining | State::Accepting) {
                         self.remove(index);
                     } else {
                         log::debug!("repod: {id:?} read error: {e}");
@@ -1126,7 +1139,7 @@ impl Reactor {
             let opts = self.listeners.get(up.listener).and_then(|l| l.as_ref());
             let Some(opts) = opts.and_then(|l| l.ws.as_ref()) else {
                 // The listener was closed (the server is stopping): no new players.
-                self.refuse(index, handshake::HandshakeError::Timeout);
+                self.refuse(index, handshake::HandshakeError::Unavailable);
                 return false;
             };
             let complete = handshake::may_be_complete(&up.head, bytes.len());

@@ -15,6 +15,8 @@
 //! scripts also exit when their stdin closes, so nothing outlives the test binary. Every wait is
 //! bounded.
 
+#[path = "support/examples.rs"]
+mod examples;
 #[path = "support/python.rs"]
 mod python;
 
@@ -23,7 +25,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use repod::{
@@ -129,7 +131,7 @@ impl Proc {
 
     /// Runs one of this crate's examples (built on first use).
     fn example(name: &str, args: &[&str]) -> Proc {
-        let mut cmd = Command::new(example_path(name));
+        let mut cmd = Command::new(examples::path(name));
         cmd.args(args);
         Proc::spawn(name, cmd)
     }
@@ -293,52 +295,6 @@ fn start_python_server(py: &Path, script: &str, ready_prefix: &str) -> (Proc, So
         );
     }
     panic!("{script}: no free port after 5 tries");
-}
-
-/// The path of an example binary, building the chat examples on first use (`cargo test` builds
-/// examples, but `cargo test --test interop` does not).
-fn example_path(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        // This test runs from <target>/[<triple>/]<profile>/deps/.
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("<profile>/deps/<test>")
-            .to_owned();
-        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .expect("<target>/tmp")
-            .to_owned();
-        let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cmd.args(["build", "--quiet", "--example", "chat_server"])
-            .args(["--example", "chat_client", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target_dir);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-            None => panic!("unexpected test location {}", exe.display()),
-        }
-        if let Some(triple_dir) = profile_dir.parent().filter(|p| *p != target_dir) {
-            cmd.arg("--target")
-                .arg(triple_dir.file_name().expect("triple"));
-        }
-        let out = python::run(cmd, Duration::from_secs(1200)).expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of the chat examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir.join("examples")
-    });
-    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 // ---------------------------------------------------------------------------------------------

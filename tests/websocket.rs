@@ -205,3 +205,19 @@ fn server_close_and_stop_send_close_frames() {
         (Opcode::Close, &1001u16.to_be_bytes()[..])
     );
 }
+
+#[test]
+fn an_upgrade_in_progress_at_stop_is_refused_with_503() {
+    use std::io::{Read, Write};
+    let server = ws_server();
+    let mut half = std::net::TcpStream::connect(server.ws.unwrap()).unwrap();
+    half.set_read_timeout(Some(PROMPT)).unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // The server has the connection (it answers a whoami over TCP after reading ours).
+    let mut tcp = net::Peer::greeted(server.addr);
+    tcp.echo(1);
+    server.server.stop_and_join().unwrap();
+    let mut answer = String::new();
+    half.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+}

@@ -59,6 +59,8 @@ pub enum HandshakeError {
     WrongPath,
     /// The page's `Origin` is not in the listener's allow-list.
     OriginRejected,
+    /// The server stopped listening (it is shutting down) before the upgrade completed.
+    Unavailable,
     /// Client side: the server answered with this status instead of 101.
     Refused(u16),
     /// Client side: the response lacks the upgrade headers or has the wrong
@@ -76,6 +78,7 @@ impl HandshakeError {
             HandshakeError::NotUpgrade | HandshakeError::BadVersion => 426,
             HandshakeError::WrongPath => 404,
             HandshakeError::OriginRejected => 403,
+            HandshakeError::Unavailable => 503,
             _ => 400,
         }
     }
@@ -93,6 +96,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::BadKey => f.write_str("missing or invalid Sec-WebSocket-Key"),
             HandshakeError::WrongPath => f.write_str("no WebSocket endpoint at this path"),
             HandshakeError::OriginRejected => f.write_str("origin not allowed"),
+            HandshakeError::Unavailable => f.write_str("server shutting down"),
             HandshakeError::Refused(s) => write!(f, "server refused the upgrade with status {s}"),
             HandshakeError::BadAccept => {
                 f.write_str("server sent a wrong or no Sec-WebSocket-Accept")
@@ -237,6 +241,7 @@ pub fn write_reject(out: &mut Vec<u8>, err: &HandshakeError) {
         408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let body = err.to_string();

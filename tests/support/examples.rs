@@ -15,8 +15,22 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The path of example `name`'s binary, built on first use.
+/// The program to run for example `name`: `$REPOD_EXAMPLE_<NAME>` if set (to check a test
+/// against another implementation), else the example's binary, built on first use.
 pub fn path(name: &str) -> PathBuf {
+    let var = format!("REPOD_EXAMPLE_{}", name.to_uppercase());
+    if let Some(p) = std::env::var_os(&var) {
+        eprintln!(
+            "{var}: testing {} instead of the example",
+            p.to_string_lossy()
+        );
+        return PathBuf::from(p);
+    }
+    built(name)
+}
+
+/// The path of example `name`'s binary, built on first use.
+pub fn built(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     static BUILD: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| {

@@ -1,9 +1,10 @@
-//! A Python with the real `repodnet` package, for the interoperability tests.
+//! A Python with the real `repodnet` package, for the interoperability tests, and the
+//! `websockets` client and `msgpack` codec, for the WebSocket ones (`tests/ws_interop.rs`).
 //!
 //! [`venv`] finds a Python >= 3.12 (`REPOD_PYTHON` if set, else
 //! `~/.pyenv/versions/3.12.1/bin/python`, else `python3.12` on `PATH`), creates a virtual
 //! environment under the target directory (`target/tmp/pyvenv`) once, installs the pinned
-//! [`PACKAGE`] into it, and returns its interpreter. Later runs reuse it. It is safe to call from
+//! [`PACKAGES`] into it, and returns its interpreter. Later runs reuse it. It is safe to call from
 //! many test threads at once (a `OnceLock`) and from several test processes at once (a lock
 //! directory; the `ready` marker is written last, so a half-built venv is never used).
 //!
@@ -23,10 +24,21 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The Python package and version the tests run against.
-pub const PACKAGE: &str = "repodnet==0.1.2";
+/// The Python packages and versions the tests run against: Python repod, the WebSocket client
+/// of `tests/ws_interop.rs`, and msgpack (a dependency of `repodnet` too, pinned here so that
+/// both sets of tests run against one known version).
+pub const PACKAGES: &[&str] = &["repodnet==0.1.2", "websockets==17.4", "msgpack==1.2.4"];
 
-/// Written into the venv once the package is installed and imports; its content is checked.
+/// The module each of [`PACKAGES`] is imported as, in the same order.
+const MODULES: &[&str] = &["repod", "websockets", "msgpack"];
+
+/// [`PACKAGES`] as one line, for messages and the ready marker.
+fn packages() -> String {
+    PACKAGES.join(" ")
+}
+
+/// Written into the venv once the packages are installed and import; its content is checked
+/// (so changing a pin rebuilds the venv).
 const READY_MARKER: &str = "repod-interop-ready";
 
 /// How long one venv or pip step may take before it is killed.
@@ -61,8 +73,9 @@ pub fn venv() -> Option<&'static Path> {
         match prepare(&base, &dir) {
             Ok(py) => Some(py),
             Err(e) => panic!(
-                "could not set up the Python venv at {} with {PACKAGE} (from {}): {e}",
+                "could not set up the Python venv at {} with {} (from {}): {e}",
                 dir.display(),
+                packages(),
                 base.display()
             ),
         }
@@ -72,7 +85,7 @@ pub fn venv() -> Option<&'static Path> {
 
 /// Writes straight to stderr: test output capture only applies to `eprintln!`, and a skip must
 /// be seen.
-fn loud(text: &str) {
+pub fn loud(text: &str) {
     let line = "=".repeat(78);
     let _ = writeln!(io::stderr(), "\n{line}\n{text}\n{line}");
 }
@@ -117,21 +130,30 @@ fn is_recent_python(python: &Path) -> bool {
     matches!(run(cmd, Duration::from_secs(60)), Ok(out) if out.status.success())
 }
 
-/// Whether `dir` holds a finished venv: the marker is there and the pinned package imports.
+/// Whether `dir` holds a finished venv: the marker is there and the pinned packages import.
 fn is_ready(dir: &Path) -> bool {
     let marker = fs::read_to_string(dir.join(READY_MARKER)).unwrap_or_default();
-    marker.trim() == PACKAGE && imports(dir)
+    marker.trim() == packages() && imports(dir)
 }
 
-/// Whether the venv's Python imports `repod`, from the pinned version of `repodnet`.
+/// Whether the venv's Python imports every one of [`MODULES`], from the pinned versions.
 fn imports(dir: &Path) -> bool {
-    let version = PACKAGE.split("==").nth(1).unwrap_or_default();
+    let pins: Vec<String> = PACKAGES
+        .iter()
+        .map(|p| {
+            let (name, version) = p.split_once("==").expect("pinned as NAME==VERSION");
+            format!("('{name}', '{version}')")
+        })
+        .collect();
     let mut cmd = Command::new(venv_python(dir));
     cmd.args([
         "-c",
         &format!(
-            "import repod, importlib.metadata as m; \
-             assert m.version('repodnet') == '{version}', m.version('repodnet')"
+            "import {}, importlib.metadata as m\n\
+             for name, version in [{}]:\n    \
+             assert m.version(name) == version, (name, m.version(name))",
+            MODULES.join(", "),
+            pins.join(", ")
         ),
     ]);
     matches!(run(cmd, Duration::from_secs(60)), Ok(out) if out.status.success())
@@ -149,9 +171,10 @@ fn prepare(base: &Path, dir: &Path) -> Result<PathBuf, String> {
         return Ok(venv_python(dir));
     }
     loud(&format!(
-        "creating the Python venv for the interop tests at {} (from {}, installing {PACKAGE})",
+        "creating the Python venv for the interop tests at {} (from {}, installing {})",
         dir.display(),
-        base.display()
+        base.display(),
+        packages()
     ));
     match fs::remove_dir_all(dir) {
         Ok(()) => {}
@@ -169,15 +192,19 @@ fn prepare(base: &Path, dir: &Path) -> Result<PathBuf, String> {
         "install",
         "--disable-pip-version-check",
         "--quiet",
-        PACKAGE,
-    ]);
+    ])
+    .args(PACKAGES);
     checked(pip, "pip install")?;
     if !imports(dir) {
-        return Err(format!("{PACKAGE} was installed but `import repod` fails"));
+        return Err(format!(
+            "{} were installed but `import {}` fails",
+            packages(),
+            MODULES.join(", ")
+        ));
     }
     // The marker is written last, through a rename, so it only exists for a finished venv.
     let tmp = dir.join(format!("{READY_MARKER}.tmp"));
-    fs::write(&tmp, PACKAGE).map_err(|e| format!("writing the ready marker: {e}"))?;
+    fs::write(&tmp, packages()).map_err(|e| format!("writing the ready marker: {e}"))?;
     fs::rename(&tmp, dir.join(READY_MARKER))
         .map_err(|e| format!("writing the ready marker: {e}"))?;
     Ok(py)
@@ -240,12 +267,13 @@ pub fn run(mut cmd: Command, limit: Duration) -> io::Result<Output> {
 }
 
 /// A lock held by creating a directory (atomic on every platform), removed on drop.
-struct DirLock {
+pub struct DirLock {
     path: PathBuf,
 }
 
 impl DirLock {
-    fn acquire(path: &Path) -> Result<Self, String> {
+    /// Waits (boundedly) for the lock at `path`, taking over one left by a killed run.
+    pub fn acquire(path: &Path) -> Result<Self, String> {
         let deadline = Instant::now() + STEP_LIMIT * 2;
         loop {
             match fs::create_dir(path) {
