@@ -13,13 +13,15 @@
 
 #[path = "support/examples.rs"]
 mod examples;
+#[path = "support/proc.rs"]
+mod proc;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use examples::Running;
+use proc::Proc;
 use repod::{msg, Client, ClientRoutes, Listener};
 
 /// Bound on any wait for a child process; generous, for a loaded 2-core machine.
@@ -117,9 +119,9 @@ fn text_of(dom: &str, id: &str) -> String {
 
 /// Starts `web_chat` on free ports: it serves `web/` over HTTP. Returns it, the page's base
 /// URL (`http://HOST:PORT`) and the page URL it printed.
-fn web_chat() -> (Running, String, String) {
-    let mut server = Running::start("web_chat", &["127.0.0.1", "0", "0", "0"]);
-    let page = server.line("chat page on", WAIT);
+fn web_chat() -> (Proc, String, String) {
+    let mut server = Proc::example("web_chat", &["127.0.0.1", "0", "0", "0"]);
+    let page = server.expect_within("chat page on", WAIT);
     let base = page
         .split("/chat.html")
         .next()
@@ -133,8 +135,8 @@ fn repod_js_test_page_passes_against_echo_server() {
     let Some(browser) = chromium() else {
         return;
     };
-    let mut echo = Running::start("echo_server", &["127.0.0.1", "0", "--ws", "0"]);
-    let ws = echo.addr("websocket on", WAIT);
+    let mut echo = Proc::example("echo_server", &["127.0.0.1", "0", "--ws", "0"]);
+    let ws = echo.expect_within("websocket on", WAIT);
     let (_files, base, _) = web_chat();
     let url = format!("{base}/test.html?ws=ws://{ws}/");
     let dom = finish_chromium(start_chromium(&browser, &url), || {});
@@ -179,8 +181,8 @@ fn web_chat_page_and_a_rust_client_chat_together() {
         return;
     };
     let (mut server, _, page) = web_chat();
-    let tcp = server.addr("listening on", WAIT);
-    let mut rusty = Client::connect(tcp, Rusty::default()).expect("client");
+    let tcp = server.expect_within("listening on", WAIT);
+    let mut rusty = Client::connect(tcp.as_str(), Rusty::default()).expect("client");
     // In the room before the browser speaks: the server's greeting means our channel exists.
     let until = Instant::now() + WAIT;
     while !rusty.listener().greeted {

@@ -17,17 +17,17 @@
 
 #[path = "support/examples.rs"]
 mod examples;
+#[path = "support/proc.rs"]
+mod proc;
 #[path = "support/python.rs"]
 mod python;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use proc::{short, Proc, WAIT};
 use repod::{
     msg, BackgroundServer, Bin, ChannelCtx, ChannelHandler, ChannelId, Client, ClientCtx, Config,
     DisconnectReason, Error, HandlerResult, Listener, Message, Mode, OwnedMessage, Routes, Server,
@@ -35,233 +35,15 @@ use repod::{
 };
 use rmpv::Value;
 
-/// Bound on any single wait: generous, for a loaded 2-core machine.
-const WAIT: Duration = Duration::from_secs(60);
-
 /// Messages in a burst.
 const BURST: u64 = 10_000;
 
 /// One mebibyte.
 const MIB: usize = 1 << 20;
 
-fn tests_python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------------------------
-
-/// A child process whose stdout is read line by line on a thread. Killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every stdout line read so far.
-    seen: Vec<String>,
-    /// Lines before this index were consumed by `expect`.
-    cursor: usize,
-    /// The end of stdout was reached.
-    eof: bool,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                        if tx.send(line).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err_pipe = child.stderr.take().expect("piped");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n @ 1..) = err_pipe.read(&mut chunk) {
-                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-        Proc {
-            name: name.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-            cursor: 0,
-            eof: false,
-            stderr,
-        }
-    }
-
-    /// Runs `script` (in `tests/python/`) with the venv's interpreter.
-    fn python(py: &Path, script: &str, args: &[&str]) -> Proc {
-        let mut cmd = Command::new(py);
-        cmd.arg("-u")
-            .arg(script)
-            .args(args)
-            .current_dir(tests_python_dir())
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONUTF8", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("REPOD_EXIT_ON_STDIN_EOF", "1");
-        Proc::spawn(&format!("python {script}"), cmd)
-    }
-
-    /// Runs one of this crate's examples (built on first use).
-    fn example(name: &str, args: &[&str]) -> Proc {
-        let mut cmd = Command::new(examples::path(name));
-        cmd.args(args);
-        Proc::spawn(name, cmd)
-    }
-
-    /// What the process printed so far, for failure messages.
-    fn context(&self) -> String {
-        let stderr = self.stderr.lock().unwrap();
-        let stderr = String::from_utf8_lossy(&stderr);
-        let tail: String = {
-            let chars: Vec<char> = stderr.chars().collect();
-            chars[chars.len().saturating_sub(4000)..].iter().collect()
-        };
-        let mut shown: Vec<&str> = self.seen.iter().map(|l| short(l)).collect();
-        if shown.len() > 60 {
-            shown.drain(..shown.len() - 60);
-        }
-        format!(
-            "--- {} stdout (last lines) ---\n{}\n--- {} stderr (tail) ---\n{}",
-            self.name,
-            shown.join("\n"),
-            self.name,
-            tail
-        )
-    }
-
-    /// Reads one more line into `seen`, waiting until `deadline`. False at EOF or timeout.
-    fn read_line(&mut self, deadline: Instant) -> bool {
-        if self.eof {
-            return false;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => {
-                self.seen.push(line);
-                true
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                self.eof = true;
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-        }
-    }
-
-    /// Waits for the next line (after those already consumed) that satisfies `pred`, skipping
-    /// others, and returns it.
-    fn expect_by(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(i) = self.seen[self.cursor..].iter().position(|l| pred(l)) {
-                let i = self.cursor + i;
-                self.cursor = i + 1;
-                return self.seen[i].clone();
-            }
-            if !self.read_line(deadline) {
-                let why = if self.eof {
-                    "its output ended"
-                } else {
-                    "timed out"
-                };
-                panic!(
-                    "{}: waiting for {what}: {why}\n{}",
-                    self.name,
-                    self.context()
-                );
-            }
-        }
-    }
-
-    /// Waits for a line equal to `line`.
-    fn expect(&mut self, line: &str) -> String {
-        self.expect_by(&format!("{line:?}"), |l| l == line)
-    }
-
-    fn write_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("{}: writing to stdin: {e}\n{}", self.name, self.context()));
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the process to exit and for the end of its output; returns its status.
-    fn finish(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Ok(None) => panic!("{}: did not exit in time\n{}", self.name, self.context()),
-                Err(e) => panic!("{}: waiting: {e}", self.name),
-            }
-        };
-        while self.read_line(deadline) {}
-        status
-    }
-
-    /// Waits for a successful exit.
-    fn finish_ok(&mut self) {
-        let status = self.finish();
-        assert!(
-            status.success(),
-            "{}: exited with {status}\n{}",
-            self.name,
-            self.context()
-        );
-    }
-
-    /// The stdout lines starting with `word `, without it.
-    fn reports(&self, word: &str) -> Vec<String> {
-        let prefix = format!("{word} ");
-        self.seen
-            .iter()
-            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
-            .collect()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A port that was free a moment ago (for a Python server, which takes its port as an argument).
 fn free_port() -> u16 {
@@ -483,13 +265,6 @@ impl ProbeServer {
 
 fn short_ev(ev: &Ev) -> String {
     short(&format!("{ev:?}")).to_owned()
-}
-
-fn short(s: &str) -> &str {
-    match s.char_indices().nth(300) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,242 +18,26 @@
 
 #[path = "support/examples.rs"]
 mod examples;
+#[path = "support/proc.rs"]
+mod proc;
 #[path = "support/python.rs"]
 mod python;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use proc::{short, Proc, WAIT};
 use rmpv::Value;
-
-/// Bound on any single wait: generous, for a loaded 2-core machine.
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Bound on the whole every-type exchange (about 5 MB each way, checked in Python).
 const ECHO_ALL_WAIT: Duration = Duration::from_secs(180);
 
-fn tests_python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------------------------
-
-/// A child process whose stdout is read line by line on a thread. Killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every stdout line read so far.
-    seen: Vec<String>,
-    /// Lines before this index were consumed by `expect_by`.
-    cursor: usize,
-    /// The end of stdout was reached.
-    eof: bool,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                        if tx.send(line).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err_pipe = child.stderr.take().expect("piped");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n @ 1..) = err_pipe.read(&mut chunk) {
-                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-        Proc {
-            name: name.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-            cursor: 0,
-            eof: false,
-            stderr,
-        }
-    }
-
-    /// Runs `script` (in `tests/python/`) with the venv's interpreter.
-    fn python(py: &Path, script: &str, args: &[&str]) -> Proc {
-        let mut cmd = Command::new(py);
-        cmd.arg("-u")
-            .arg(script)
-            .args(args)
-            .current_dir(tests_python_dir())
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONUTF8", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1");
-        Proc::spawn(&format!("python {script}"), cmd)
-    }
-
-    /// What the process printed so far, for failure messages.
-    fn context(&self) -> String {
-        let stderr = self.stderr.lock().unwrap();
-        let stderr = String::from_utf8_lossy(&stderr);
-        let tail: String = {
-            let chars: Vec<char> = stderr.chars().collect();
-            chars[chars.len().saturating_sub(4000)..].iter().collect()
-        };
-        let mut shown: Vec<&str> = self.seen.iter().map(|l| short(l)).collect();
-        if shown.len() > 60 {
-            shown.drain(..shown.len() - 60);
-        }
-        format!(
-            "--- {} stdout (last lines) ---\n{}\n--- {} stderr (tail) ---\n{}",
-            self.name,
-            shown.join("\n"),
-            self.name,
-            tail
-        )
-    }
-
-    /// Reads one more line into `seen`, waiting until `deadline`. False at EOF or timeout.
-    fn read_line(&mut self, deadline: Instant) -> bool {
-        if self.eof {
-            return false;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => {
-                self.seen.push(line);
-                true
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                self.eof = true;
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-        }
-    }
-
-    /// Waits up to `limit` for the next line (after those already consumed) starting with
-    /// `word ` (or equal to `word`), skipping others, and returns the rest of it. A `fail ...`
-    /// line from the Python client ends the wait at once.
-    fn expect_within(&mut self, word: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            for i in self.cursor..self.seen.len() {
-                let line = &self.seen[i];
-                if line == word {
-                    self.cursor = i + 1;
-                    return String::new();
-                }
-                if let Some(rest) = line.strip_prefix(word).and_then(|r| r.strip_prefix(' ')) {
-                    let rest = rest.to_owned();
-                    self.cursor = i + 1;
-                    return rest;
-                }
-                if line.starts_with("fail ") {
-                    panic!(
-                        "{}: failed while waiting for {word:?}: {}\n{}",
-                        self.name,
-                        short(line),
-                        self.context()
-                    );
-                }
-            }
-            if !self.read_line(deadline) {
-                let why = if self.eof {
-                    "its output ended"
-                } else {
-                    "timed out"
-                };
-                panic!(
-                    "{}: waiting for {word:?}: {why}\n{}",
-                    self.name,
-                    self.context()
-                );
-            }
-        }
-    }
-
-    fn expect(&mut self, word: &str) -> String {
-        self.expect_within(word, WAIT)
-    }
-
-    fn write_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("{}: writing to stdin: {e}\n{}", self.name, self.context()));
-    }
-
-    /// Waits for the process to exit and for the end of its output; panics unless it succeeded.
-    fn finish_ok(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Ok(None) => panic!("{}: did not exit in time\n{}", self.name, self.context()),
-                Err(e) => panic!("{}: waiting: {e}", self.name),
-            }
-        };
-        while self.read_line(deadline) {}
-        assert!(
-            status.success(),
-            "{}: exited with {status}\n{}",
-            self.name,
-            self.context()
-        );
-    }
-
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn short(s: &str) -> &str {
-    match s.char_indices().nth(300) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
 
 /// The port at the end of `HOST:PORT`.
 fn port_of(addr: &str) -> u16 {
@@ -275,8 +59,8 @@ impl EchoServer {
         let mut cmd = Command::new(examples::path("echo_server"));
         cmd.args(["127.0.0.1", "0", "--ws", "0"]);
         let mut proc = Proc::spawn("echo_server", cmd);
-        let tcp_port = port_of(&proc.expect("listening on"));
-        let ws_port = port_of(&proc.expect("websocket on"));
+        let tcp_port = port_of(&proc.expect_word("listening on"));
+        let ws_port = port_of(&proc.expect_word("websocket on"));
         EchoServer {
             proc,
             tcp_port,
@@ -291,7 +75,7 @@ impl EchoServer {
     /// A Python `websockets` client, connected and greeted; returns it with its local port.
     fn ws_client(&self, py: &Path) -> (Proc, u16) {
         let mut client = Proc::python(py, "ws_client.py", &[&self.url()]);
-        let connected = client.expect("connected");
+        let connected = client.expect_word("connected");
         let port = connected
             .split(' ')
             .next()
@@ -498,7 +282,7 @@ const ECHO_CASES: &[&str] = &[
 /// What the Python client received next (`recv`), as bytes.
 fn ws_recv(client: &mut Proc) -> Vec<u8> {
     client.write_line("recv");
-    from_hex(&client.expect("recv"))
+    from_hex(&client.expect_word("recv"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -526,9 +310,9 @@ fn ws_client_round_trips_every_msgpack_type() {
     assert_eq!(count, ECHO_CASES.len().to_string());
 
     client.write_line("ping");
-    client.expect("pong");
+    client.expect_word("pong");
     client.write_line("close");
-    let closed = client.expect("closed");
+    let closed = client.expect_word("closed");
     assert!(
         closed.starts_with("1000 ") || closed == "1000",
         "a normal close answered with `{closed}`\n{}",
@@ -543,7 +327,7 @@ fn ws_client_burst_arrives_complete_and_in_order() {
     let mut server = EchoServer::start();
     let (mut client, _) = server.ws_client(py);
     client.write_line("burst 5000");
-    client.expect("burst_ok");
+    client.expect_word("burst_ok");
     server.assert_running();
 }
 
@@ -554,7 +338,7 @@ fn ws_whoami_reports_client_address_and_server_pid() {
     let (mut client, local_port) = server.ws_client(py);
     let whoami = encode(&map(vec![(s("action"), s("whoami"))]));
     client.write_line(&format!("send {}", to_hex(&whoami)));
-    client.expect("sent");
+    client.expect_word("sent");
     let reply = decode(&ws_recv(&mut client));
     let field = |key: &str| {
         reply
@@ -625,7 +409,7 @@ fn broadcasts_cross_transports_both_ways() {
     // WebSocket -> every client.
     let from_ws = broadcast_map("ws_a", 2);
     ws_a.write_line(&format!("send {}", to_hex(&encode(&from_ws))));
-    ws_a.expect("sent");
+    ws_a.expect_word("sent");
     let tcp_copy = tcp.recv();
     assert_reply(
         "WebSocket broadcast, to TCP",
@@ -653,7 +437,7 @@ fn broadcasts_cross_transports_both_ways() {
     assert_reply("TCP echo", &echo, &tcp.recv(), "echo_reply");
     let echo_b = map(vec![(s("action"), s("echo")), (s("who"), s("ws_b"))]);
     ws_b.write_line(&format!("send {}", to_hex(&encode(&echo_b))));
-    ws_b.expect("sent");
+    ws_b.expect_word("sent");
     assert_reply("WebSocket echo", &echo_b, &ws_recv(&mut ws_b), "echo_reply");
     let last = map(vec![
         (s("action"), s("broadcast")),
@@ -676,7 +460,7 @@ fn ws_text_message_is_refused_with_1003() {
     let mut server = EchoServer::start();
     let (mut client, _) = server.ws_client(py);
     client.write_line("text");
-    let closed = client.expect("closed");
+    let closed = client.expect_word("closed");
     assert!(
         closed.starts_with("1003 ") || closed == "1003",
         "a text message: expected close code 1003, got `{closed}`\n{}",
@@ -685,7 +469,7 @@ fn ws_text_message_is_refused_with_1003() {
     // The server goes on serving.
     let (mut other, _) = server.ws_client(py);
     other.write_line("burst 10");
-    other.expect("burst_ok");
+    other.expect_word("burst_ok");
     server.assert_running();
 }
 
@@ -695,7 +479,7 @@ fn ws_upgrade_on_another_path_is_refused() {
     let mut server = EchoServer::start();
     let url = format!("ws://127.0.0.1:{}/not-here", server.ws_port);
     let mut client = Proc::python(py, "ws_client.py", &[&url, "--expect-reject"]);
-    let status = client.expect("rejected");
+    let status = client.expect_word("rejected");
     assert!(
         status.starts_with('4'),
         "an upgrade on another path: HTTP {status}\n{}",

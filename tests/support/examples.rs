@@ -1,19 +1,15 @@
 //! This crate's examples as child processes, for tests that talk to them as a real user would.
 //!
 //! [`path`] finds an example's binary next to the test binary, building every example once on
-//! first use (`cargo test` builds examples, `cargo test --test NAME` does not). [`Running`]
-//! starts one, reads its stdout lines on a thread, and kills it when dropped, so nothing
-//! outlives a failing test.
+//! first use (`cargo test` builds examples, `cargo test --test NAME` does not). `support/proc.rs`
+//! runs it.
 //!
 //! Include with `#[path = "support/examples.rs"] mod examples;`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 /// The program to run for example `name`: `$REPOD_EXAMPLE_<NAME>` if set (to check a test
 /// against another implementation), else the example's binary, built on first use.
@@ -73,75 +69,4 @@ pub fn built(name: &str) -> PathBuf {
         profile_dir.join("examples")
     });
     dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
-
-/// A running example. Killed on drop.
-pub struct Running {
-    pub name: String,
-    pub child: Child,
-    lines: Receiver<String>,
-    /// Every stdout line read so far.
-    pub seen: Vec<String>,
-}
-
-impl Running {
-    /// Starts example `name` with `args`, its stdout read line by line.
-    pub fn start(name: &str, args: &[&str]) -> Running {
-        let mut child = Command::new(path(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting example {name}: {e}"));
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            name: name.to_owned(),
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits up to `limit` for a stdout line starting with `prefix`; returns the rest of it.
-    pub fn line(&mut self, prefix: &str, limit: Duration) -> String {
-        let until = Instant::now() + limit;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_owned();
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no line starting with {prefix:?} within {limit:?}; it printed {:?}",
-                    self.name, self.seen
-                ),
-            }
-        }
-    }
-
-    /// The `HOST:PORT` of a line `<prefix> HOST:PORT`, as a socket address.
-    pub fn addr(&mut self, prefix: &str, limit: Duration) -> std::net::SocketAddr {
-        let text = self.line(prefix, limit);
-        text.parse()
-            .unwrap_or_else(|e| panic!("{}: {text:?} is not an address: {e}", self.name))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
