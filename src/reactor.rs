@@ -137,6 +137,16 @@ enum Transport {
     WsClient(MaskKeys),
 }
 
+impl Transport {
+    /// The masking key for the next frame: a fresh one on a WebSocket client, else none.
+    fn mask(&mut self) -> Option<[u8; 4]> {
+        match self {
+            Transport::WsClient(keys) => Some(keys.next_key()),
+            _ => None,
+        }
+    }
+}
+
 /// The receive side's state machine for one connection.
 #[derive(Debug)]
 enum Codec {
@@ -495,64 +505,57 @@ impl Reactor {
         msg: &E,
     ) -> Result<usize, Error> {
         let max = self.cfg.max_frame_len;
-        let link = self
-            .link_mut(id)
-            .filter(|l| l.is_live())
-            .ok_or(Error::Closed)?;
-        compact(link);
-        let before = link.out.len();
-        let encode = |buf: &mut Vec<u8>| msg.encode(buf);
-        let too_large = |len| Error::FrameTooLarge { len, max };
-        let n = match &mut link.transport {
-            Transport::Tcp => frame::encode_frame_with(&mut link.out, max, encode)?,
-            Transport::WsServer => {
-                wscodec::encode_binary_with(&mut link.out, max, None, encode).map_err(too_large)?
+        self.queue(id, |out, transport| {
+            let encode = |buf: &mut Vec<u8>| msg.encode(buf);
+            match transport {
+                Transport::Tcp => frame::encode_frame_with(out, max, encode).map(drop),
+                ws => wscodec::encode_binary_with(out, max, ws.mask(), encode)
+                    .map(drop)
+                    .map_err(|len| Error::FrameTooLarge { len, max }),
             }
-            Transport::WsClient(keys) => {
-                let mask = Some(keys.next_key());
-                wscodec::encode_binary_with(&mut link.out, max, mask, encode).map_err(too_large)?
-            }
-        };
-        self.admit(id, before, n)
+        })
     }
 
     /// Queues bytes that are already length-prefixed frames (from another thread's handle, or
     /// a broadcast), re-framed for a WebSocket connection.
     pub(crate) fn send_framed(&mut self, id: ChannelId, framed: &[u8]) -> Result<usize, Error> {
-        let link = self
-            .link_mut(id)
-            .filter(|l| l.is_live())
-            .ok_or(Error::Closed)?;
-        compact(link);
-        let before = link.out.len();
-        match &mut link.transport {
-            Transport::Tcp => link.out.extend_from_slice(framed),
-            Transport::WsServer => {
-                for payload in frame::payloads(framed) {
-                    wscodec::encode_frame(&mut link.out, Opcode::Binary, true, payload, None);
+        self.queue(id, |out, transport| {
+            match transport {
+                Transport::Tcp => out.extend_from_slice(framed),
+                ws => {
+                    for payload in frame::payloads(framed) {
+                        wscodec::encode_frame(out, Opcode::Binary, true, payload, ws.mask());
+                    }
                 }
             }
-            Transport::WsClient(keys) => {
-                for payload in frame::payloads(framed) {
-                    let mask = Some(keys.next_key());
-                    wscodec::encode_frame(&mut link.out, Opcode::Binary, true, payload, mask);
-                }
-            }
-        }
-        let n = link.out.len() - before;
-        self.admit(id, before, n)
+            Ok(())
+        })
     }
 
     /// Queues bytes already framed for this connection's transport.
     fn send_raw(&mut self, id: ChannelId, bytes: &[u8]) -> Result<usize, Error> {
+        self.queue(id, |out, _| {
+            out.extend_from_slice(bytes);
+            Ok(())
+        })
+    }
+
+    /// Lets `write` append to the output of `id` (open or still connecting), then applies the
+    /// output cap to what it appended. Returns the bytes queued.
+    fn queue(
+        &mut self,
+        id: ChannelId,
+        write: impl FnOnce(&mut Vec<u8>, &mut Transport) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
         let link = self
             .link_mut(id)
             .filter(|l| l.is_live())
             .ok_or(Error::Closed)?;
         compact(link);
         let before = link.out.len();
-        link.out.extend_from_slice(bytes);
-        self.admit(id, before, bytes.len())
+        write(&mut link.out, &mut link.transport)?;
+        let n = link.out.len() - before;
+        self.admit(id, before, n)
     }
 
     /// Applies the output cap to what was just appended at `before..`, and schedules a write.
@@ -670,10 +673,7 @@ impl Reactor {
                     DisconnectReason::Error(e) => e.to_string(),
                     _ => String::new(),
                 };
-                let mask = match &mut link.transport {
-                    Transport::WsClient(keys) => Some(keys.next_key()),
-                    _ => None,
-                };
+                let mask = link.transport.mask();
                 wscodec::encode_close(&mut link.out, code, &reason_text, mask);
                 link.close_sent = true;
             }
@@ -1110,18 +1110,10 @@ impl Reactor {
 
     /// Queues a control frame (a pong, a close answer) under the usual output cap.
     fn send_control(&mut self, id: ChannelId, opcode: Opcode, payload: &[u8]) {
-        let Some(link) = self.link_mut(id).filter(|l| l.state == State::Open) else {
-            return;
-        };
-        compact(link);
-        let before = link.out.len();
-        let mask = match &mut link.transport {
-            Transport::WsClient(keys) => Some(keys.next_key()),
-            _ => None,
-        };
-        wscodec::encode_frame(&mut link.out, opcode, true, payload, mask);
-        let n = link.out.len() - before;
-        let _ = self.admit(id, before, n);
+        let _ = self.queue(id, |out, transport| {
+            wscodec::encode_frame(out, opcode, true, payload, transport.mask());
+            Ok(())
+        });
     }
 
     /// Bytes of a WebSocket upgrade: the request on a server, the answer on a client.
