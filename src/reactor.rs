@@ -188,6 +188,9 @@ struct Link {
     dirty: bool,
     /// A WebSocket close frame is in `out` already.
     close_sent: bool,
+    /// Nothing but the first output (a greeting, an upgrade answer) was queued yet: its buffer
+    /// is released once written, so a player who never speaks owns no buffer at all.
+    fresh: bool,
     last_rx: Instant,
     /// When a closed link is dropped, or when an upgrade that has not completed fails.
     close_deadline: Option<Instant>,
@@ -430,6 +433,7 @@ impl Reactor {
             out_hold: usize::MAX,
             dirty: false,
             close_sent: false,
+            fresh: true,
             last_rx: self.now,
             close_deadline: None,
         });
@@ -1309,8 +1313,9 @@ impl Reactor {
         }
         link.out.clear();
         link.out_pos = 0;
-        if link.out.capacity() > KEEP_OUTPUT {
+        if link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open) {
             link.out = Vec::new();
+            link.fresh = false;
         }
         if link.state == State::Flushing {
             // Everything is out: send FIN, then read until the peer closes as well.
