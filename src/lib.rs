@@ -104,15 +104,18 @@ mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod message;
+pub mod proxy;
 mod reactor;
 pub mod server;
 pub mod ws;
 
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
-pub use config::{Config, SlowReaderPolicy};
+pub use config::{BindAddr, Config, Listen, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};
+pub use health::Health;
 pub use message::{Field, Message, OwnedMessage};
 pub use reactor::ChannelId;
 pub use server::{
