@@ -83,7 +83,9 @@
 //! - [`client`]: [`Client`] with a [`Listener`], and the low-level [`Connection`];
 //! - [`config`]: limits (frame size, output per connection, idle timeout, connections);
 //! - [`ws`]: WebSocket for browser players (the upgrade and the frame codec, with no I/O), served
-//!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses.
+//!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses;
+//! - [`proxy`]: the PROXY protocol header, for servers behind a load balancer
+//!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators.
 //!
 //! The reactor is private: it is the only code that touches sockets.
 //!
