@@ -37,8 +37,7 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
-        if !handshake::may_be_complete(&head, n)
-            && head.len() <= repod::ws::DEFAULT_MAX_HANDSHAKE_LEN
+        if !handshake::worth_parsing(&head, n) && head.len() <= repod::ws::DEFAULT_MAX_HANDSHAKE_LEN
         {
             continue;
         }

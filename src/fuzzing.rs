@@ -8,6 +8,10 @@
 //! reactor frames it. What the reactor adds on top is socket I/O and timing, which the
 //! loopback tests in `tests/` cover.
 //!
+//! The WebSocket layer ([`crate::ws`]) is sans-IO as well: [`websocket`] runs its frame decoder
+//! against a plain reference decoder ([`reference_ws_decode`]) and its handshake parsers at
+//! every prefix of their input.
+//!
 //! Every invariant is an `assert!`: a panic here is a bug for the fuzzer to report.
 
 use std::ops::ControlFlow;
@@ -16,7 +20,9 @@ use crate::dispatch::ActionTable;
 use crate::encode::Encode;
 use crate::frame::{self, FrameDecoder, HEADER_LEN};
 use crate::message::Field;
-use crate::{msg, Bin, Error, HandlerResult, Message};
+use crate::ws::handshake::{self, HandshakeError};
+use crate::ws::{encode_close, encode_frame, MaskKeys, Opcode, Role, WsDecoder, WsEvent};
+use crate::{msg, Bin, Error, HandlerResult, Message, WsError, WsOptions};
 
 /// What one run of [`receive_path`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -671,6 +677,706 @@ fn check_field(f: Field<'_>, r: &rmpv::Value) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// WebSocket: the `websocket` target.
+// ---------------------------------------------------------------------------------------------
+
+/// What the `websocket` target does with its input, taken from the first three bytes (see
+/// [`WsSettings::split`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsSettings {
+    /// How the byte stream is cut into reads, as [`Settings::chunking`].
+    pub chunking: u8,
+    /// Which end decodes: a server (frames must be masked) or a client (none may be).
+    pub role: Role,
+    /// The stream starts with an HTTP head: an upgrade request (server) or its answer
+    /// (client); frames follow it once it is accepted.
+    pub handshake: bool,
+    /// Server: the listener's path is `/game` (else `/`).
+    pub game_path: bool,
+    /// Server: only `http://good.example` may connect (an `Origin` allow-list).
+    pub origin_list: bool,
+    /// Re-encoded messages are cut into fragments, with pings between them.
+    pub fragment: bool,
+    /// [`WsOptions::max_handshake_len`]; also the client's bound on the answer.
+    pub max_handshake_len: usize,
+    /// Largest message ([`Config::max_frame_len`](crate::Config::max_frame_len)).
+    pub max_message_len: usize,
+}
+
+impl WsSettings {
+    /// Splits a fuzzer input into settings and the byte stream. Byte 0: chunking. Byte 1, bit
+    /// 0: client role; bit 1: an HTTP head first; bit 2: path `/game`; bit 3: an origin
+    /// allow-list; bit 4: fragment when re-encoding; bits 5-7: `n`, the handshake limit is
+    /// `64 << n` bytes (0: the default 16 KiB). Byte 2: the message limit in units of 16 bytes
+    /// (0: the default 8 MiB). Inputs shorter than three bytes use the defaults.
+    pub fn split(data: &[u8]) -> (WsSettings, &[u8]) {
+        let (c, f, m, rest) = match data {
+            [c, f, m, rest @ ..] => (*c, *f, *m, rest),
+            _ => (0, 0, 0, data),
+        };
+        let settings = WsSettings {
+            chunking: c,
+            role: if f & 1 != 0 {
+                Role::Client
+            } else {
+                Role::Server
+            },
+            handshake: f & 2 != 0,
+            game_path: f & 4 != 0,
+            origin_list: f & 8 != 0,
+            fragment: f & 16 != 0,
+            max_handshake_len: match f >> 5 {
+                0 => crate::ws::DEFAULT_MAX_HANDSHAKE_LEN,
+                n => 64 << n,
+            },
+            max_message_len: match m {
+                0 => crate::config::DEFAULT_MAX_FRAME_LEN,
+                n => usize::from(n) * 16,
+            },
+        };
+        (settings, rest)
+    }
+
+    /// The listener's options.
+    pub fn options(&self) -> WsOptions {
+        let mut o = WsOptions::default()
+            .path(if self.game_path { "/game" } else { "/" })
+            .max_handshake_len(self.max_handshake_len);
+        if self.origin_list {
+            o = o.allowed_origins(["http://good.example"]);
+        }
+        o
+    }
+
+    fn chunks(&self, len: usize) -> Vec<usize> {
+        Settings {
+            chunking: self.chunking,
+            max_depth: 1,
+            max_frame_len: 0,
+        }
+        .chunks(len)
+    }
+}
+
+/// The key a fuzzed client sent, for the answers it parses (RFC 6455's example).
+pub const WS_FUZZ_KEY: &[u8; 24] = b"dGhlIHNhbXBsZSBub25jZQ==";
+
+/// A decoded WebSocket event, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsOwned {
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A text message.
+    Text(String),
+    /// A ping.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// A close frame: its code and reason.
+    Close(Option<u16>, String),
+}
+
+impl WsOwned {
+    fn of(e: &WsEvent<'_>) -> WsOwned {
+        match *e {
+            WsEvent::Binary(b) => WsOwned::Binary(b.to_vec()),
+            WsEvent::Text(t) => WsOwned::Text(t.to_owned()),
+            WsEvent::Ping(b) => WsOwned::Ping(b.to_vec()),
+            WsEvent::Pong(b) => WsOwned::Pong(b.to_vec()),
+            WsEvent::Close { code, reason } => WsOwned::Close(code, reason.to_owned()),
+        }
+    }
+}
+
+/// What the `websocket` target saw.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WsOutcome {
+    /// The HTTP head was accepted (always false without [`WsSettings::handshake`]).
+    pub upgraded: bool,
+    /// The HTTP head was refused, with this status (server) or error (client).
+    pub refused: Option<String>,
+    /// Events decoded from the frames.
+    pub events: Vec<WsOwned>,
+    /// The protocol violation that ended decoding, if any.
+    pub error: Option<WsError>,
+}
+
+/// The `websocket` target.
+///
+/// Without [`WsSettings::handshake`], the stream is frames: it is decoded by a [`WsDecoder`]
+/// once as one read and once cut into reads as the settings say, and both must give the same
+/// events and the same error as [`reference_ws_decode`], a plain whole-buffer decoder written
+/// separately from RFC 6455; no data message may exceed the limit, the decoder's memory must
+/// follow the bytes that arrived (never an announced length), it must hold exactly the
+/// unconsumed tail, `Break` must stop delivery, and the events, re-encoded with
+/// [`encode_frame`] / [`encode_close`] (fragmented, with pings between fragments, when the
+/// settings say so), must decode to themselves.
+///
+/// With it, the stream starts with an HTTP head, checked at every prefix by
+/// [`check_request_prefixes`] (server) or [`check_response_prefixes`] (client); the frames
+/// after an accepted head are then checked as above.
+///
+/// # Panics
+///
+/// When one of those invariants breaks.
+pub fn websocket(data: &[u8]) -> WsOutcome {
+    let (settings, stream) = WsSettings::split(data);
+    let mut outcome = WsOutcome::default();
+    let frames = if !settings.handshake {
+        stream
+    } else {
+        let accepted = match settings.role {
+            Role::Server => check_request_prefixes(stream, &settings.options(), &settings)
+                .map(|r| r.map(|r| r.len)),
+            Role::Client => {
+                check_response_prefixes(stream, WS_FUZZ_KEY, settings.max_handshake_len)
+            }
+        };
+        match accepted {
+            Ok(Some(len)) => {
+                outcome.upgraded = true;
+                &stream[len..]
+            }
+            Ok(None) => return outcome,
+            Err(e) => {
+                outcome.refused = Some(e.to_string());
+                return outcome;
+            }
+        }
+    };
+    let (events, error) = check_ws_frames(&settings, frames);
+    outcome.events = events;
+    outcome.error = error;
+    outcome
+}
+
+/// One run of a [`WsDecoder`] over `stream` cut into `reads`: the events, the error, the bytes
+/// it holds at the end, its largest heap use, and whether it decoded a close frame.
+struct WsRun {
+    events: Vec<WsOwned>,
+    result: Result<(), WsError>,
+    buffered: usize,
+    peak_capacity: usize,
+    closed: bool,
+}
+
+fn run_ws_decoder(role: Role, max: usize, stream: &[u8], reads: &[usize]) -> WsRun {
+    let mut decoder = WsDecoder::new(role, max);
+    let mut events = Vec::new();
+    let mut result = Ok(());
+    let mut offset = 0;
+    let mut peak_capacity = 0;
+    for &n in reads {
+        // The decoder unmasks in place: give it a copy, as the reactor gives its read buffer.
+        let mut read = stream[offset..offset + n].to_vec();
+        offset += n;
+        result = decoder.decode(&mut read, |e| {
+            events.push(WsOwned::of(&e));
+            ControlFlow::Continue(())
+        });
+        peak_capacity = peak_capacity.max(decoder.capacity());
+        if result.is_err() {
+            break;
+        }
+    }
+    WsRun {
+        events,
+        result,
+        buffered: decoder.buffered(),
+        peak_capacity,
+        closed: decoder.is_closed(),
+    }
+}
+
+/// The frame checks of [`websocket`] on `stream`; returns the events and the error.
+fn check_ws_frames(settings: &WsSettings, stream: &[u8]) -> (Vec<WsOwned>, Option<WsError>) {
+    let (role, max) = (settings.role, settings.max_message_len);
+    let whole = run_ws_decoder(role, max, stream, &[stream.len()]);
+    let chunked = run_ws_decoder(role, max, stream, &settings.chunks(stream.len()));
+    let reference = reference_ws_decode(role, max, stream);
+    assert_eq!(whole.events, reference.events, "whole: events");
+    assert_eq!(whole.result.clone().err(), reference.error, "whole: error");
+    assert_eq!(chunked.events, reference.events, "chunked: events");
+    assert_eq!(
+        chunked.result.clone().err(),
+        reference.error,
+        "chunked: error"
+    );
+    assert_eq!(whole.closed, reference.closed);
+    assert_eq!(chunked.closed, reference.closed);
+    for e in &reference.events {
+        match e {
+            WsOwned::Binary(b) => assert!(b.len() <= max, "message of {} over {max}", b.len()),
+            WsOwned::Text(t) => assert!(t.len() <= max, "message of {} over {max}", t.len()),
+            WsOwned::Ping(b) | WsOwned::Pong(b) => assert!(b.len() <= 125),
+            WsOwned::Close(_, r) => assert!(r.len() <= 123),
+        }
+    }
+    if reference.error.is_none() && !reference.closed {
+        // Exactly the unconsumed tail and the fragments so far are held.
+        let held = reference.tail + reference.fragment_len;
+        assert_eq!(whole.buffered, held, "whole: bytes held");
+        assert_eq!(chunked.buffered, held, "chunked: bytes held");
+    }
+    // Memory follows the bytes that arrived, never an announced length: each of the two
+    // buffers holds at most what was read, and a Vec at most doubles what it holds.
+    for (run, what) in [(&whole, "whole"), (&chunked, "chunked")] {
+        assert!(
+            run.peak_capacity <= 4 * stream.len() + 64,
+            "{what}: decoder capacity {} for {} bytes of input",
+            run.peak_capacity,
+            stream.len()
+        );
+    }
+    // Break stops delivery at once.
+    let mut decoder = WsDecoder::new(role, max);
+    let mut first = None;
+    let mut offset = 0;
+    for n in settings.chunks(stream.len()) {
+        let mut read = stream[offset..offset + n].to_vec();
+        offset += n;
+        let r = decoder.decode(&mut read, |e| {
+            assert!(first.is_none(), "an event delivered after Break");
+            first = Some(WsOwned::of(&e));
+            ControlFlow::Break(())
+        });
+        if r.is_err() || first.is_some() {
+            break;
+        }
+    }
+    assert_eq!(first.as_ref(), reference.events.first());
+    check_ws_reencode(settings, &reference.events);
+    (reference.events, reference.error)
+}
+
+/// The events, encoded again as the other end would send them, decode to themselves; the
+/// in-place binary encoder writes what [`encode_frame`] writes.
+fn check_ws_reencode(settings: &WsSettings, events: &[WsOwned]) {
+    let mut keys = MaskKeys::new(u64::from(settings.chunking) + 1);
+    let mut key = || match settings.role {
+        Role::Server => Some(keys.next_key()),
+        Role::Client => None,
+    };
+    let mut cut = u32::from(settings.chunking) | 0x100;
+    let mut wire = Vec::new();
+    for e in events {
+        let (op, payload) = match e {
+            WsOwned::Binary(b) => (Opcode::Binary, &b[..]),
+            WsOwned::Text(t) => (Opcode::Text, t.as_bytes()),
+            WsOwned::Ping(b) => (Opcode::Ping, &b[..]),
+            WsOwned::Pong(b) => (Opcode::Pong, &b[..]),
+            WsOwned::Close(Some(code), reason) => {
+                encode_close(&mut wire, *code, reason, key());
+                continue;
+            }
+            WsOwned::Close(None, _) => (Opcode::Close, &b""[..]),
+        };
+        let data = matches!(op, Opcode::Binary | Opcode::Text);
+        if data && settings.fragment && !payload.is_empty() {
+            // Fragments of pseudo-random sizes, a ping between each two.
+            let mut rest = payload;
+            let mut op = op;
+            while !rest.is_empty() {
+                cut ^= cut << 13;
+                cut ^= cut >> 17;
+                cut ^= cut << 5;
+                let n = (1 + (cut % 64) as usize).min(rest.len());
+                let (piece, tail) = rest.split_at(n);
+                encode_frame(&mut wire, op, tail.is_empty(), piece, key());
+                if !tail.is_empty() {
+                    encode_frame(&mut wire, Opcode::Ping, true, b"between", key());
+                }
+                rest = tail;
+                op = Opcode::Continuation;
+            }
+            continue;
+        }
+        let mask = key();
+        let before = wire.len();
+        encode_frame(&mut wire, op, true, payload, mask);
+        if op == Opcode::Binary {
+            let mut other = Vec::new();
+            let n = crate::ws::codec::encode_binary_with(
+                &mut other,
+                settings.max_message_len,
+                mask,
+                |b| b.extend_from_slice(payload),
+            )
+            .expect("a decoded message is within the limit");
+            assert_eq!(n, other.len());
+            assert_eq!(
+                other[..],
+                wire[before..],
+                "encode_binary_with and encode_frame"
+            );
+        }
+    }
+    let again = run_ws_decoder(
+        settings.role,
+        settings.max_message_len,
+        &wire,
+        &[wire.len()],
+    );
+    assert_eq!(again.result, Ok(()), "re-encoded events fail to decode");
+    // The pings put between fragments are not compared (an original one may look the same).
+    let between = WsOwned::Ping(b"between".to_vec());
+    let kept = |e: &&WsOwned| !(settings.fragment && **e == between);
+    let got: Vec<&WsOwned> = again.events.iter().filter(kept).collect();
+    let want: Vec<&WsOwned> = events.iter().filter(kept).collect();
+    assert_eq!(got, want, "re-encoded events decode differently");
+}
+
+/// What [`reference_ws_decode`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WsReference {
+    /// Complete messages and control frames, in order.
+    pub events: Vec<WsOwned>,
+    /// The first violation.
+    pub error: Option<WsError>,
+    /// A close frame was decoded (nothing after it is).
+    pub closed: bool,
+    /// Bytes after the last complete frame.
+    pub tail: usize,
+    /// Payload bytes of an unfinished fragmented message.
+    pub fragment_len: usize,
+}
+
+/// A plain, whole-buffer WebSocket decoder written from RFC 6455 and repod's documented rules,
+/// to check [`WsDecoder`] against: it walks `data` frame by frame, checks each header field in
+/// the order the bytes arrive (so a violation is reported even when the frame is incomplete),
+/// unmasks a byte at a time, and joins fragments in a fresh vector.
+///
+/// The rules: no reserved bits (no extension is negotiated); opcodes 0-2 and 8-10 only;
+/// control frames final and at most 125 bytes; a continuation only inside a fragmented message
+/// and a new message only outside one; every frame masked from a client and none from a server;
+/// a 64-bit length with its top bit clear; a data message, counted over its fragments, at most
+/// `max` bytes (checked on the length, before the payload); text UTF-8, and a fragmented text
+/// message rejected as soon as a fragment shows it cannot be UTF-8; a close payload empty or a
+/// valid status code (1000-1003, 1007-1014, 3000-4999) and a UTF-8 reason; nothing after a close.
+pub fn reference_ws_decode(role: Role, max: usize, data: &[u8]) -> WsReference {
+    let mut r = WsReference::default();
+    // The fragmented message in progress: whether it is text, and its payload so far.
+    let mut fragmented: Option<(bool, Vec<u8>)> = None;
+    let mut pos = 0;
+    let fail = |mut r: WsReference, e: WsError| {
+        r.error = Some(e);
+        r
+    };
+    loop {
+        let rest = &data[pos..];
+        r.tail = rest.len();
+        r.fragment_len = fragmented.as_ref().map_or(0, |(_, m)| m.len());
+        let Some(&b0) = rest.first() else {
+            return r;
+        };
+        let fin = b0 & 0x80 != 0;
+        let op = b0 & 0x0f;
+        if b0 & 0x70 != 0 {
+            return fail(r, WsError::ReservedBits);
+        }
+        if !matches!(op, 0x0..=0x2 | 0x8..=0xa) {
+            return fail(r, WsError::UnknownOpcode(op));
+        }
+        let control = op >= 0x8;
+        if control && !fin {
+            return fail(r, WsError::FragmentedControl);
+        }
+        if op == 0x0 && fragmented.is_none() {
+            return fail(r, WsError::UnexpectedContinuation);
+        }
+        if (op == 0x1 || op == 0x2) && fragmented.is_some() {
+            return fail(r, WsError::ExpectedContinuation);
+        }
+        let Some(&b1) = rest.get(1) else {
+            return r;
+        };
+        let masked = b1 & 0x80 != 0;
+        if role == Role::Server && !masked {
+            return fail(r, WsError::Unmasked);
+        }
+        if role == Role::Client && masked {
+            return fail(r, WsError::Masked);
+        }
+        let len7 = b1 & 0x7f;
+        if control && len7 > 125 {
+            return fail(r, WsError::ControlTooLong(usize::from(len7)));
+        }
+        let (len, mut at) = match len7 {
+            126 => {
+                let Some(b) = rest.get(2..4) else { return r };
+                (u64::from(b[0]) << 8 | u64::from(b[1]), 4)
+            }
+            127 => {
+                let Some(b) = rest.get(2..10) else { return r };
+                let len = b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+                if len >= 1 << 63 {
+                    return fail(r, WsError::BadLength);
+                }
+                (len, 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        if !control {
+            let before = match (op, &fragmented) {
+                (0x0, Some((_, m))) => m.len() as u64,
+                _ => 0,
+            };
+            if before + len > max as u64 {
+                return fail(
+                    r,
+                    WsError::TooLarge {
+                        len: before + len,
+                        max,
+                    },
+                );
+            }
+        }
+        let mut key = [0u8; 4];
+        if masked {
+            let Some(k) = rest.get(at..at + 4) else {
+                return r;
+            };
+            key.copy_from_slice(k);
+            at += 4;
+        }
+        let len = len as usize; // at most max, or 125
+        let Some(raw) = rest.get(at..at + len) else {
+            return r;
+        };
+        let payload: Vec<u8> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| b ^ key[i % 4])
+            .collect();
+        pos += at + len;
+        let utf8 = |b: Vec<u8>| String::from_utf8(b).map_err(|_| WsError::InvalidUtf8);
+        match op {
+            0x9 => r.events.push(WsOwned::Ping(payload)),
+            0xa => r.events.push(WsOwned::Pong(payload)),
+            0x8 => {
+                let close = match payload.len() {
+                    0 => WsOwned::Close(None, String::new()),
+                    1 => return fail(r, WsError::BadClosePayload),
+                    _ => {
+                        let code = u16::from(payload[0]) << 8 | u16::from(payload[1]);
+                        let valid = (1000..=1003).contains(&code)
+                            || (1007..=1014).contains(&code)
+                            || (3000..=4999).contains(&code);
+                        if !valid {
+                            return fail(r, WsError::BadCloseCode(code));
+                        }
+                        match utf8(payload[2..].to_vec()) {
+                            Ok(reason) => WsOwned::Close(Some(code), reason),
+                            Err(e) => return fail(r, e),
+                        }
+                    }
+                };
+                r.events.push(close);
+                r.closed = true;
+                r.tail = data.len() - pos;
+                r.fragment_len = fragmented.as_ref().map_or(0, |(_, m)| m.len());
+                return r;
+            }
+            0x1 | 0x2 if fin => {
+                if op == 0x1 {
+                    match utf8(payload) {
+                        Ok(t) => r.events.push(WsOwned::Text(t)),
+                        Err(e) => return fail(r, e),
+                    }
+                } else {
+                    r.events.push(WsOwned::Binary(payload));
+                }
+            }
+            _ => {
+                let (text, mut message) = fragmented.take().unwrap_or((op == 0x1, Vec::new()));
+                message.extend_from_slice(&payload);
+                if text {
+                    // Invalid so far, or (at the end) unfinished: not UTF-8.
+                    if let Err(e) = std::str::from_utf8(&message) {
+                        if fin || e.error_len().is_some() {
+                            return fail(r, WsError::InvalidUtf8);
+                        }
+                    }
+                }
+                if !fin {
+                    fragmented = Some((text, message));
+                } else if text {
+                    r.events
+                        .push(WsOwned::Text(utf8(message).expect("checked")));
+                } else {
+                    r.events.push(WsOwned::Binary(message));
+                }
+            }
+        }
+    }
+}
+
+/// Parses `stream` as an upgrade request at every prefix, as a server receiving it a byte at a
+/// time would, and checks that the answer, once there is one, never changes (except that a
+/// head still unfinished past the limit, refused as too large, may show a syntax error further
+/// on); that a request is complete exactly at its last byte; that the reactor, which parses
+/// only when [`handshake::worth_parsing`] or the limit says so, reaches the same answer for
+/// a valid request under the settings' chunking; and that every answer is a valid HTTP
+/// response (a refusal carries its status, an acceptance the right `Sec-WebSocket-Accept`).
+/// Returns the answer for the whole stream.
+///
+/// # Panics
+///
+/// When one of those invariants breaks.
+pub fn check_request_prefixes(
+    stream: &[u8],
+    opts: &WsOptions,
+    settings: &WsSettings,
+) -> Result<Option<handshake::Request>, HandshakeError> {
+    let max = settings.max_handshake_len;
+    let mut first: Option<(usize, Result<Option<handshake::Request>, HandshakeError>)> = None;
+    for k in 0..=stream.len() {
+        let r = handshake::parse_request(&stream[..k], opts);
+        match &first {
+            None if r == Ok(None) => {}
+            None => {
+                if let Ok(Some(req)) = &r {
+                    assert_eq!(req.len, k, "a request completes at its last byte");
+                    assert!(req.len <= max);
+                }
+                first = Some((k, r));
+            }
+            Some((_, f)) => assert!(
+                r == *f
+                    || matches!(
+                        (f, &r),
+                        (
+                            Err(HandshakeError::TooLarge { .. }),
+                            Err(HandshakeError::Malformed(_) | HandshakeError::TooManyHeaders)
+                        )
+                    ),
+                "prefix {k}: {r:?}, after {f:?}"
+            ),
+        }
+        if first.is_none() {
+            assert!(k <= max, "undecided past the limit");
+        }
+    }
+    let whole = handshake::parse_request(stream, opts);
+    // The reactor's gate: parse when the new bytes may end the head, or past the limit.
+    let mut head = Vec::new();
+    let mut seen = Ok(None);
+    let mut offset = 0;
+    for n in settings.chunks(stream.len()) {
+        head.extend_from_slice(&stream[offset..offset + n]);
+        offset += n;
+        if handshake::worth_parsing(&head, n) || head.len() > opts.max_handshake_len {
+            seen = handshake::parse_request(&head, opts);
+            if seen != Ok(None) {
+                break;
+            }
+        }
+    }
+    match (&first, &seen) {
+        (Some((_, Ok(Some(a)))), b) => {
+            assert_eq!(Ok(Some(a.clone())), *b, "the gate hid a request")
+        }
+        (_, Ok(None)) => assert!(
+            stream.len() <= max,
+            "the reactor is undecided past the limit"
+        ),
+        (Some((_, f)), b) => assert!(
+            f == b
+                || matches!(
+                    (f, b),
+                    (
+                        Err(HandshakeError::TooLarge { .. }),
+                        Err(HandshakeError::Malformed(_) | HandshakeError::TooManyHeaders)
+                    )
+                ),
+            "the reactor answers {b:?}, the first answer was {f:?}"
+        ),
+        (None, b) => panic!("the reactor answers {b:?} where no prefix did"),
+    }
+    match &whole {
+        Ok(Some(req)) => {
+            let key = last_header(&stream[..req.len], "sec-websocket-key")
+                .expect("an accepted request has a key");
+            let key: [u8; 24] = key.try_into().expect("a valid key is 24 bytes");
+            let mut resp = Vec::new();
+            handshake::write_accept(&mut resp, &req.accept);
+            let n = resp.len();
+            resp.extend_from_slice(&stream[req.len..]);
+            assert_eq!(handshake::parse_response(&resp, &key, 1 << 16), Ok(Some(n)));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let status = e.status();
+            assert!((400..500).contains(&status), "{e}: status {status}");
+            assert!(!e.to_string().is_empty());
+            let mut resp = Vec::new();
+            handshake::write_reject(&mut resp, e);
+            assert_eq!(
+                handshake::parse_response(&resp, WS_FUZZ_KEY, 1 << 16),
+                Err(HandshakeError::Refused(status))
+            );
+        }
+    }
+    whole
+}
+
+/// The trimmed value of the last header called `name` in an HTTP request head.
+fn last_header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    let v = req
+        .headers
+        .iter()
+        .rev()
+        .find(|h| h.name.eq_ignore_ascii_case(name))?
+        .value;
+    let start = v.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
+    Some(&v[start..end])
+}
+
+/// Parses `stream` as a server's answer to a request with `key`, at every prefix: the answer,
+/// once there is one, never changes (a head too large may show a syntax error further on), and
+/// an accepted answer completes exactly at its last byte. Returns the answer for the whole
+/// stream: the length of the head when it is a valid `101`.
+///
+/// # Panics
+///
+/// When one of those invariants breaks.
+pub fn check_response_prefixes(
+    stream: &[u8],
+    key: &[u8; 24],
+    max: usize,
+) -> Result<Option<usize>, HandshakeError> {
+    let mut first = None;
+    for k in 0..=stream.len() {
+        let r = handshake::parse_response(&stream[..k], key, max);
+        match &first {
+            None if r == Ok(None) => assert!(k <= max, "undecided past the limit"),
+            None => {
+                if let Ok(Some(n)) = r {
+                    assert_eq!(n, k, "an answer completes at its last byte");
+                }
+                first = Some(r);
+            }
+            Some(f) => assert!(
+                r == *f
+                    || matches!(
+                        (f, &r),
+                        (
+                            Err(HandshakeError::TooLarge { .. }),
+                            Err(HandshakeError::Malformed(_) | HandshakeError::TooManyHeaders)
+                        )
+                    ),
+                "prefix {k}: {r:?}, after {f:?}"
+            ),
+        }
+    }
+    handshake::parse_response(stream, key, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,7 +1481,198 @@ mod tests {
                 with([0, 31, 0], &stream[..stream.len() - 3]),
             ));
         }
+        out.extend(ws_seeds());
         out
+    }
+
+    /// Settings byte 1 for the `websocket` target.
+    const CLIENT: u8 = 1;
+    const HANDSHAKE: u8 = 2;
+    const GAME_PATH: u8 = 4;
+    const ORIGIN_LIST: u8 = 8;
+    const FRAGMENT: u8 = 16;
+
+    /// A valid upgrade request for `path`, with `extra` header lines.
+    fn ws_request(path: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost:5072\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\
+             {extra}\r\n",
+            std::str::from_utf8(WS_FUZZ_KEY).unwrap()
+        )
+        .into_bytes()
+    }
+
+    /// One frame of every kind, and fragmented messages, as `role`'s peer sends them.
+    fn ws_frames(role: Role) -> Vec<u8> {
+        let mut keys = MaskKeys::new(5);
+        let mut key = || (role == Role::Server).then(|| keys.next_key());
+        let mut w = Vec::new();
+        let echo = {
+            let mut p = Vec::new();
+            msg! { "action": "echo", "text": "h\u{e9}llo" }.encode(&mut p);
+            p
+        };
+        encode_frame(&mut w, Opcode::Binary, true, &echo, key());
+        encode_frame(&mut w, Opcode::Binary, true, b"", key());
+        encode_frame(&mut w, Opcode::Text, true, "h\u{e9}llo".as_bytes(), key());
+        encode_frame(&mut w, Opcode::Ping, true, b"are you there", key());
+        encode_frame(&mut w, Opcode::Pong, true, b"", key());
+        encode_frame(&mut w, Opcode::Binary, false, &echo[..3], key());
+        encode_frame(&mut w, Opcode::Ping, true, b"between", key());
+        encode_frame(&mut w, Opcode::Continuation, false, b"", key());
+        encode_frame(&mut w, Opcode::Continuation, true, &echo[3..], key());
+        encode_frame(&mut w, Opcode::Text, false, b"\xe2\x82", key());
+        encode_frame(&mut w, Opcode::Continuation, true, b"\xac", key());
+        encode_frame(&mut w, Opcode::Binary, true, &[0xa5; 300], key());
+        // A 64-bit length for a short payload (not minimal, but well-formed).
+        let k = key();
+        let mut h = vec![0x82, 127 | if k.is_some() { 0x80 } else { 0 }];
+        h.extend_from_slice(&5u64.to_be_bytes());
+        let mut payload = *b"\x81\xa1a\x01\xc0";
+        if let Some(k) = k {
+            h.extend_from_slice(&k);
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= k[i % 4];
+            }
+        }
+        w.extend_from_slice(&h);
+        w.extend_from_slice(&payload);
+        encode_close(&mut w, 1000, "bye", key());
+        w
+    }
+
+    /// The `websocket` seeds: frames in both roles and several chunkings, each violation, and
+    /// handshakes (accepted, refused, too large, answers).
+    fn ws_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+        let with = |c: u8, f: u8, m: u8, body: &[u8]| [&[c, f, m][..], body].concat();
+        let server = ws_frames(Role::Server);
+        let client = ws_frames(Role::Client);
+        let mut out = vec![
+            ("frames", with(0, 0, 0, &server)),
+            ("bytewise", with(1, 0, 0, &server)),
+            ("chunked", with(13, FRAGMENT, 0, &server)),
+            ("client", with(7, CLIENT | FRAGMENT, 0, &client)),
+            ("partial", with(3, 0, 0, &server[..server.len() - 4])),
+        ];
+        let mut keys = MaskKeys::new(9);
+        let mut masked = |frames: &[(Opcode, bool, &[u8])]| {
+            let mut w = Vec::new();
+            for (op, fin, p) in frames {
+                encode_frame(&mut w, *op, *fin, p, Some(keys.next_key()));
+            }
+            w
+        };
+        let mut oversize = masked(&[(Opcode::Ping, true, b"ok")]);
+        oversize.extend(masked(&[(Opcode::Binary, true, &[0; 100])]));
+        out.push(("oversize", with(5, 0, 4, &oversize)));
+        let mut endless = masked(&[(Opcode::Binary, false, &[1; 30])]);
+        for _ in 0..4 {
+            endless.extend(masked(&[(Opcode::Continuation, false, &[2; 30])]));
+        }
+        out.push(("endless_fragments", with(2, 0, 6, &endless)));
+        let mut flood = Vec::new();
+        for i in 0..50u8 {
+            flood.extend(masked(&[(Opcode::Ping, true, &[i; 7])]));
+        }
+        out.push(("ping_flood", with(0, 0, 0, &flood)));
+        let violations: Vec<(&str, Vec<u8>)> = vec![
+            ("unmasked", {
+                let mut w = Vec::new();
+                encode_frame(&mut w, Opcode::Binary, true, b"x", None);
+                w
+            }),
+            ("len63", {
+                let mut h = vec![0x82, 0xff];
+                h.extend_from_slice(&(1u64 << 63).to_be_bytes());
+                h
+            }),
+            ("rsv1", vec![0xc2, 0x80, 0, 0, 0, 0]),
+            ("opcode3", vec![0x83, 0x80, 0, 0, 0, 0]),
+            ("fragmented_ping", masked(&[(Opcode::Ping, false, b"p")])),
+            ("long_ping", masked(&[(Opcode::Ping, true, &[0; 126])])),
+            (
+                "lone_continuation",
+                masked(&[(Opcode::Continuation, true, b"x")]),
+            ),
+            (
+                "two_messages",
+                masked(&[(Opcode::Binary, false, b"a"), (Opcode::Text, true, b"b")]),
+            ),
+            ("bad_text", masked(&[(Opcode::Text, true, b"caf\xc3(")])),
+            (
+                "bad_text_fragment",
+                masked(&[
+                    (Opcode::Text, false, b"ok"),
+                    (Opcode::Continuation, true, b"\xe2\x82"),
+                ]),
+            ),
+            (
+                "bad_reason",
+                masked(&[(Opcode::Close, true, b"\x03\xe8\xff")]),
+            ),
+            ("close_1005", masked(&[(Opcode::Close, true, b"\x03\xed")])),
+            ("close_one_byte", masked(&[(Opcode::Close, true, b"\x03")])),
+        ];
+        for (name, bytes) in violations {
+            let mut s = masked(&[(Opcode::Pong, true, b"first")]);
+            s.extend(bytes);
+            out.push((name, with(0, 0, 0, &s)));
+        }
+        let upgrade = [
+            ws_request("/", "Origin: http://good.example\r\n"),
+            server.clone(),
+        ]
+        .concat();
+        out.push(("upgrade", with(0, HANDSHAKE, 0, &upgrade)));
+        out.push((
+            "upgrade_chunked",
+            with(3, HANDSHAKE | FRAGMENT, 0, &upgrade),
+        ));
+        let game = [
+            ws_request("/game?room=1", "Origin: HTTP://GOOD.example\r\n"),
+            server,
+        ]
+        .concat();
+        out.push((
+            "upgrade_game",
+            with(11, HANDSHAKE | GAME_PATH | ORIGIN_LIST, 0, &game),
+        ));
+        let evil = ws_request("/", "Origin: http://evil.example\r\n");
+        out.push((
+            "upgrade_evil_origin",
+            with(0, HANDSHAKE | ORIGIN_LIST, 0, &evil),
+        ));
+        let cookie = ws_request("/", &format!("Cookie: {}\r\n", "a".repeat(300)));
+        out.push(("upgrade_too_large", with(2, HANDSHAKE | 2 << 5, 0, &cookie)));
+        let v12 = String::from_utf8(ws_request("/", ""))
+            .unwrap()
+            .replace(": 13", ": 12");
+        out.push(("upgrade_v12", with(0, HANDSHAKE, 0, v12.as_bytes())));
+        out.push((
+            "upgrade_post",
+            with(0, HANDSHAKE, 0, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ));
+        out.push((
+            "tls_hello",
+            with(
+                0,
+                HANDSHAKE,
+                0,
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            ),
+        ));
+        let mut answer = Vec::new();
+        handshake::write_accept(&mut answer, &handshake::accept_key(WS_FUZZ_KEY));
+        answer.extend_from_slice(&client);
+        out.push(("answer", with(0, HANDSHAKE | CLIENT, 0, &answer)));
+        out.push(("answer_bytewise", with(1, HANDSHAKE | CLIENT, 0, &answer)));
+        let mut refusal = Vec::new();
+        handshake::write_reject(&mut refusal, &HandshakeError::WrongPath);
+        out.push(("answer_404", with(0, HANDSHAKE | CLIENT, 0, &refusal)));
+        out.into_iter()
+            .map(|(name, bytes)| ("websocket", format!("rs_{name}"), bytes))
+            .collect()
     }
 
     fn corpus_dir() -> std::path::PathBuf {
@@ -806,12 +1703,15 @@ mod tests {
                 "message" => {
                     message(data);
                 }
+                "websocket" => {
+                    websocket(data);
+                }
                 _ => {
                     receive_path(data);
                 }
             }
         }
-        for target in ["frame_decoder", "message", "receive_path"] {
+        for target in ["frame_decoder", "message", "receive_path", "websocket"] {
             let Ok(dir) = std::fs::read_dir(corpus_dir().join(target)) else {
                 continue; // not in a packaged crate
             };
@@ -824,6 +1724,71 @@ mod tests {
         }
         for (target, _, data) in seeds() {
             check(target, &data);
+        }
+    }
+
+    #[test]
+    fn websocket_seeds_do_what_they_say() {
+        let seeds: std::collections::HashMap<String, Vec<u8>> = ws_seeds()
+            .into_iter()
+            .map(|(_, name, bytes)| (name, bytes))
+            .collect();
+        let run = |name: &str| websocket(&seeds[&format!("rs_{name}")]);
+        let frames = run("frames");
+        assert_eq!(frames.error, None);
+        assert_eq!(frames.events.len(), 11, "{:?}", frames.events);
+        assert_eq!(frames.events[2], WsOwned::Text("h\u{e9}llo".into()));
+        assert_eq!(frames.events[7], WsOwned::Text("\u{20ac}".into()));
+        assert_eq!(frames.events[10], WsOwned::Close(Some(1000), "bye".into()));
+        for name in ["bytewise", "chunked"] {
+            assert_eq!(run(name), frames, "{name}");
+        }
+        assert_eq!(run("client").events, frames.events);
+        assert_eq!(run("partial").events.len(), 10);
+        let upgraded = run("upgrade");
+        assert!(upgraded.upgraded);
+        assert_eq!(upgraded.events, frames.events);
+        assert_eq!(run("upgrade_chunked"), upgraded);
+        assert_eq!(run("upgrade_game"), upgraded);
+        assert_eq!(run("answer").events, frames.events);
+        assert_eq!(run("answer_bytewise").events, frames.events);
+        assert_eq!(run("ping_flood").events.len(), 50);
+        let refused = |name: &str| run(name).refused.unwrap_or_default();
+        assert!(refused("upgrade_evil_origin").contains("origin"));
+        assert!(refused("upgrade_too_large").contains("longer than 256"));
+        assert!(refused("upgrade_v12").contains("Version"));
+        assert!(refused("upgrade_post").contains("GET"));
+        assert!(refused("answer_404").contains("404"));
+        // The parser refuses it from its first byte (the reactor only asks it once a blank
+        // line or the size limit arrives).
+        assert!(refused("tls_hello").contains("malformed"));
+        let error = |name: &str| run(name).error;
+        assert_eq!(
+            error("oversize"),
+            Some(WsError::TooLarge { len: 100, max: 64 })
+        );
+        assert_eq!(
+            error("endless_fragments"),
+            Some(WsError::TooLarge { len: 120, max: 96 })
+        );
+        for (name, e) in [
+            ("unmasked", WsError::Unmasked),
+            ("len63", WsError::BadLength),
+            ("rsv1", WsError::ReservedBits),
+            ("opcode3", WsError::UnknownOpcode(3)),
+            ("fragmented_ping", WsError::FragmentedControl),
+            ("long_ping", WsError::ControlTooLong(126)),
+            ("lone_continuation", WsError::UnexpectedContinuation),
+            ("two_messages", WsError::ExpectedContinuation),
+            ("bad_text", WsError::InvalidUtf8),
+            ("bad_text_fragment", WsError::InvalidUtf8),
+            ("bad_reason", WsError::InvalidUtf8),
+            ("close_1005", WsError::BadCloseCode(1005)),
+            ("close_one_byte", WsError::BadClosePayload),
+        ] {
+            let o = run(name);
+            assert_eq!(o.events, [WsOwned::Pong(b"first".to_vec())], "{name}");
+            assert_eq!(o.error, Some(e), "{name}");
         }
     }
 

@@ -726,9 +726,9 @@ impl Reactor {
         }
         self.live -= 1;
         self.lingering += 1;
-        if self.linger_check_at.is_none() {
-            self.linger_check_at = Some(deadline);
-        }
+        // The earlier of the two: a check scheduled for a later deadline (an upgrade's) must
+        // not hold this socket past its linger.
+        self.linger_check_at = Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
         if !link.dirty {
             link.dirty = true;
             self.dirty.push(id.index());
@@ -1270,7 +1270,7 @@ impl Reactor {
                 );
                 return false;
             };
-            let complete = handshake::may_be_complete(&up.head, bytes.len());
+            let complete = handshake::worth_parsing(&up.head, bytes.len());
             if !complete && up.head.len() <= opts.max_handshake_len {
                 self.links[index].codec = Codec::Upgrade(up);
                 return true;

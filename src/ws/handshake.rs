@@ -45,6 +45,8 @@ pub enum HandshakeError {
     },
     /// The request did not complete within the time limit.
     Timeout,
+    /// More headers than the server reads (64).
+    TooManyHeaders,
     /// Not well-formed HTTP/1.1.
     Malformed(&'static str),
     /// A method other than `GET`.
@@ -72,7 +74,7 @@ impl HandshakeError {
     /// The HTTP status a server answers this failure with.
     pub fn status(&self) -> u16 {
         match self {
-            HandshakeError::TooLarge { .. } => 431,
+            HandshakeError::TooLarge { .. } | HandshakeError::TooManyHeaders => 431,
             HandshakeError::Timeout => 408,
             HandshakeError::NotGet => 405,
             HandshakeError::NotUpgrade | HandshakeError::BadVersion => 426,
@@ -88,6 +90,7 @@ impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandshakeError::TooLarge { max } => write!(f, "handshake longer than {max} bytes"),
+            HandshakeError::TooManyHeaders => write!(f, "more than {MAX_HEADERS} headers"),
             HandshakeError::Timeout => f.write_str("handshake not completed in time"),
             HandshakeError::Malformed(why) => write!(f, "malformed handshake: {why}"),
             HandshakeError::NotGet => f.write_str("upgrade request is not a GET"),
@@ -129,9 +132,21 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     out
 }
 
-/// Whether `buf` may hold the end of an HTTP head, checking only what `new` bytes added: a
-/// client dribbling its request byte by byte is then not re-parsed on every byte.
-pub fn may_be_complete(buf: &[u8], new: usize) -> bool {
+/// Whether parsing `buf` again could decide anything, given that its last `new` bytes are new:
+/// the first bytes (garbage is refused at once), new bytes that no HTTP head may hold (control
+/// characters: a TLS hello, binary), or a blank line that may end the head. Only the new bytes
+/// are looked at, and a client dribbling a plausible request is not re-parsed on every byte.
+pub fn worth_parsing(buf: &[u8], new: usize) -> bool {
+    if buf.len() == new {
+        return true;
+    }
+    let fresh = &buf[buf.len() - new..];
+    if fresh
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n') || b == 0x7f)
+    {
+        return true;
+    }
     let from = buf.len().saturating_sub(new + 3);
     buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r")
 }
@@ -152,11 +167,7 @@ pub fn parse_request(buf: &[u8], opts: &WsOptions) -> Result<Option<Request>, Ha
             })
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HandshakeError::TooLarge {
-                max: opts.max_handshake_len,
-            })
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
         Err(e) => return Err(HandshakeError::Malformed(http_error(e))),
     };
     if len > opts.max_handshake_len {
@@ -383,6 +394,10 @@ pub fn parse_response(
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
+        // The same limit whether the answer arrives whole or in pieces.
+        Ok(httparse::Status::Complete(n)) if n > max_len => {
+            return Err(HandshakeError::TooLarge { max: max_len })
+        }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > max_len => {
             return Err(HandshakeError::TooLarge { max: max_len })
@@ -580,7 +595,9 @@ mod tests {
 
     #[test]
     fn completeness_scan_sees_only_new_bytes() {
-        assert!(may_be_complete(b"GET / HTTP/1.1\r\n\r\n", 1));
-        assert!(!may_be_complete(b"GET / HTTP/1.1\r\nHost: x", 3));
+        assert!(worth_parsing(b"GET / HTTP/1.1\r\n\r\n", 1));
+        assert!(!worth_parsing(b"GET / HTTP/1.1\r\nHost: x", 3));
+        assert!(worth_parsing(b"GET", 3), "the first bytes");
+        assert!(worth_parsing(b"GET \x16\x03", 2), "binary");
     }
 }

@@ -62,6 +62,58 @@ impl WsPeer {
         }
     }
 
+    /// Sends `request` as it is (any bytes) and reads the answer. A `101` that accepts `key`
+    /// gives the upgraded peer; any other answer is read to the end of the stream and returned
+    /// as [`Refusal`].
+    pub fn upgrade_raw(
+        addr: SocketAddr,
+        request: &[u8],
+        key: &[u8; 24],
+    ) -> Result<WsPeer, Refusal> {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PROMPT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.write_all(request).unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("no answer to the upgrade within {PROMPT:?}: {e}"));
+            assert!(
+                n > 0,
+                "closed with no complete answer: {}",
+                String::from_utf8_lossy(&head)
+            );
+            head.extend_from_slice(&buf[..n]);
+            match parse_response(&head, key, 1 << 16) {
+                Ok(None) => {}
+                Ok(Some(len)) => {
+                    let mut rest = head.split_off(len);
+                    let mut peer = WsPeer::from_stream(stream);
+                    peer.feed(&mut rest);
+                    return Ok(peer);
+                }
+                Err(_) => return Err(Refusal::read_rest(stream, head)),
+            }
+        }
+    }
+
+    /// A peer on an already-upgraded socket.
+    fn from_stream(stream: TcpStream) -> WsPeer {
+        WsPeer {
+            stream,
+            decoder: WsDecoder::new(Role::Client, 64 << 20),
+            keys: MaskKeys::new(11),
+            inbox: Default::default(),
+        }
+    }
+
+    /// Writes raw bytes (a hand-made frame, a header without its payload...).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
     fn feed(&mut self, bytes: &mut [u8]) {
         let inbox = &mut self.inbox;
         self.decoder
@@ -119,5 +171,30 @@ impl WsPeer {
         let mut w = Vec::new();
         encode_close(&mut w, code, "", Some(self.keys.next_key()));
         self.stream.write_all(&w).unwrap();
+    }
+}
+
+/// A refused upgrade: the server's whole answer, read to the end of the stream.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The head and body, as text.
+    pub text: String,
+}
+
+impl Refusal {
+    fn read_rest(mut stream: TcpStream, mut got: Vec<u8>) -> Refusal {
+        // Bounded by the socket's read timeout: the server must close after its answer.
+        stream
+            .read_to_end(&mut got)
+            .expect("the server closes after refusing");
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let status = text
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|s| s.get(..3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP/1.1 answer: {text:?}"));
+        Refusal { status, text }
     }
 }
