@@ -110,18 +110,21 @@ pub fn parse(buf: &[u8], max_len: usize) -> Result<Option<ProxyHeader>, ProxyErr
 }
 
 fn parse_v2(buf: &[u8], max_len: usize) -> Result<Option<ProxyHeader>, ProxyError> {
-    // The length field is checked against the cap before the rest is waited for.
-    if buf.len() >= 16 {
-        let total = 16 + u16::from_be_bytes([buf[14], buf[15]]) as usize;
-        if total > max_len {
-            return Err(ProxyError::TooLarge { max: max_len });
-        }
-    }
     let result = ppp::v2::Header::try_from(buf);
+    // The length field (in the first 16 bytes, checked by then) is held against the cap
+    // before the rest is waited for; the fixed fields' errors come first at every prefix.
+    let too_large =
+        buf.len() >= 16 && 16 + u16::from_be_bytes([buf[14], buf[15]]) as usize > max_len;
     if result.is_incomplete() {
-        return Ok(None);
+        return match too_large {
+            true => Err(ProxyError::TooLarge { max: max_len }),
+            false => Ok(None),
+        };
     }
     let header = result.map_err(|e| ProxyError::Invalid(e.to_string()))?;
+    if too_large {
+        return Err(ProxyError::TooLarge { max: max_len });
+    }
     let source = match header.command {
         ppp::v2::Command::Local => None,
         ppp::v2::Command::Proxy => match header.addresses {
