@@ -30,9 +30,7 @@ use crate::{msg, Bin, Error, HandlerResult, Message, WsError, WsOptions};
 /// length and client address match a plain reference reading of the bytes.
 pub fn proxy_header(data: &[u8]) -> Option<crate::proxy::ProxyHeader> {
     use crate::proxy::{self, ProxyError};
-    let Some((&setting, stream)) = data.split_first() else {
-        return None;
-    };
+    let (&setting, stream) = data.split_first()?;
     let max = 52 + setting as usize * 8;
     let mut first: Option<Result<Option<proxy::ProxyHeader>, ProxyError>> = None;
     for k in 1..=stream.len() {

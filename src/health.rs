@@ -130,7 +130,7 @@ pub struct Health {
     /// [`Config::max_connections`](crate::Config::max_connections), if set.
     pub max_connections: Option<usize>,
     /// Output queued for all players and not yet taken by their sockets, in bytes (refreshed
-    /// every 100 ms).
+    /// every 100 ms while any is queued, at least every second otherwise).
     pub queued_output: usize,
     /// The server accepts new players (false once a drain or a stop began).
     pub listening: bool,

@@ -502,8 +502,9 @@ struct Core<C: ChannelHandler> {
     drained: Vec<Command<C>>,
     /// How long a drain begun by SIGTERM may take.
     sigterm_drain: Duration,
-    /// When the queued output total was last published.
+    /// When the queued output total was last published, and what it was.
     queued_published: Option<Instant>,
+    queued_last: usize,
 }
 
 impl<C: ChannelHandler> Core<C> {
@@ -693,8 +694,14 @@ impl<C: ChannelHandler> Driver for Core<C> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        // Wake at least once a heartbeat, so `health()` shows a turning reactor.
-        let heartbeat = self.queued_published.map(|t| t + HEARTBEAT);
+        // Wake at least once a heartbeat, so `health()` shows a turning reactor; sooner while
+        // output was queued, since it is published before the turn's writes and may be stale.
+        let refresh = if self.queued_last > 0 {
+            QUEUED_REFRESH
+        } else {
+            HEARTBEAT
+        };
+        let heartbeat = self.queued_published.map(|t| t + refresh);
         [
             self.tick.as_ref().map(|t| t.next),
             self.control.drain,
@@ -713,7 +720,8 @@ impl<C: ChannelHandler> Driver for Core<C> {
             .queued_published
             .is_none_or(|t| now >= t + QUEUED_REFRESH)
         {
-            vitals.set_queued_output(reactor.queued_total());
+            self.queued_last = reactor.queued_total();
+            vitals.set_queued_output(self.queued_last);
             self.queued_published = Some(now);
         }
         if let Some(deadline) = self.control.drain {
@@ -832,6 +840,7 @@ impl<C: ChannelHandler> Server<C> {
                 drained: Vec::new(),
                 sigterm_drain: DEFAULT_SIGTERM_DRAIN,
                 queued_published: None,
+                queued_last: 0,
             },
             local_addr,
             ws_addr: None,

@@ -279,8 +279,16 @@ fn oversized_upgrade_requests_get_431() {
     let many: String = (0..100).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
     let many = upgrade("/", &many);
     let cases: &[(&str, &[u8], &str)] = &[
-        ("a 20 KiB cookie", cookie.as_bytes(), "longer than 16384 bytes"),
-        ("an endless header line", &endless, "longer than 16384 bytes"),
+        (
+            "a 20 KiB cookie",
+            cookie.as_bytes(),
+            "longer than 16384 bytes",
+        ),
+        (
+            "an endless header line",
+            &endless,
+            "longer than 16384 bytes",
+        ),
         ("100 headers", many.as_bytes(), "more than 64 headers"),
     ];
     for &(what, request, why) in cases {
