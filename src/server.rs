@@ -701,7 +701,11 @@ impl<C: ChannelHandler> Driver for Core<C> {
         } else {
             HEARTBEAT
         };
-        let heartbeat = self.queued_published.map(|t| t + refresh);
+        // Before the first turn: at once, so a server that nobody has reached yet is alive too.
+        let heartbeat = Some(
+            self.queued_published
+                .map_or_else(Instant::now, |t| t + refresh),
+        );
         [
             self.tick.as_ref().map(|t| t.next),
             self.control.drain,

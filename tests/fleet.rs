@@ -257,6 +257,19 @@ fn health_shows_connections_listening_turns_and_ticks() {
     assert!(!h.is_alive(Duration::from_secs(60)) && !h.is_ready(Duration::from_secs(60)));
 }
 
+/// A server nobody has reached yet, with no tick: its reactor still turns by itself, so an
+/// orchestrator waiting for the first player does not take it for dead.
+#[test]
+fn a_server_with_no_players_and_no_tick_is_alive() {
+    let server = start(Config::default());
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        let h = health_of(&server);
+        assert!(h.is_alive(Duration::from_secs(2)), "{h:?}");
+        assert!(h.is_ready(Duration::from_secs(2)), "{h:?}");
+    }
+}
+
 #[test]
 fn queued_output_is_fresh_on_an_idle_server() {
     // `Health::queued_output` is documented as "output queued for all players and not yet
