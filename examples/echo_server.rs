@@ -1,19 +1,28 @@
-//! The benchmark target: answers `echo` to its sender as `echo_reply`, sends `broadcast` to
-//! every client as `broadcast_reply`, answers `whoami` with the client's address and the
-//! process id; ignores every other action.
+//! The benchmark target, and the target of the fleet checks: answers `echo` to its sender as
+//! `echo_reply`, sends `broadcast` to every client as `broadcast_reply`, answers `whoami` with
+//! the client's address and the process id; ignores every other action.
 //!
 //! ```text
-//! cargo run --release --example echo_server -- 127.0.0.1 5071 [--ws 5072]
+//! cargo run --release --example echo_server -- 127.0.0.1 5071 [--ws 5072] [--proxy-protocol]
+//!                                               [--reuse-port] [--drain-secs 30]
 //! ```
 //!
 //! Prints `listening on HOST:PORT` once bound and, with `--ws WSPORT`, `websocket on
 //! HOST:WSPORT` once the WebSocket port is bound too (port 0 picks a free port; the real one is
-//! printed). TCP and WebSocket clients share one world: a broadcast reaches both. Stops on
-//! Ctrl-C or SIGTERM.
+//! printed). TCP and WebSocket clients share one world: a broadcast reaches both.
+//!
+//! - `--proxy-protocol`: every connection (TCP and WebSocket) must start with a PROXY protocol
+//!   header, v1 or v2, as HAProxy's `send-proxy`/`send-proxy-v2` send; `whoami` then reports the
+//!   address from the header.
+//! - `--reuse-port`: `SO_REUSEPORT`, so several processes share the port.
+//! - SIGTERM drains: the listening sockets close at once, connected clients are served until
+//!   they leave or `--drain-secs` (default 30) pass, then the process exits with status 0.
+//!   Ctrl-C (SIGINT) stops at once.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use repod::{msg, ChannelCtx, ChannelHandler, Routes, Server};
+use repod::{msg, ChannelCtx, ChannelHandler, Listen, Routes, Server};
 
 struct Echo {
     addr: SocketAddr,
@@ -43,23 +52,34 @@ impl ChannelHandler for Echo {
 fn usage(why: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,
-        format!("{why}\nusage: echo_server [HOST [PORT]] [--ws WSPORT]"),
+        format!(
+            "{why}\nusage: echo_server [HOST [PORT]] [--ws WSPORT] [--proxy-protocol] \
+             [--reuse-port] [--drain-secs N]"
+        ),
     )
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> std::io::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = value.ok_or_else(|| usage(&format!("{flag} needs a value")))?;
+    value
+        .parse()
+        .map_err(|e| usage(&format!("bad {flag} {value:?}: {e}")))
 }
 
 fn main() -> std::io::Result<()> {
     let mut positional = Vec::new();
-    let mut ws_port = None;
+    let (mut ws_port, mut proxy, mut reuse_port, mut drain_secs) = (None, false, false, 30u64);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--ws" => {
-                let p = args.next().ok_or_else(|| usage("--ws needs a port"))?;
-                ws_port = Some(
-                    p.parse::<u16>()
-                        .map_err(|e| usage(&format!("bad port: {e}")))?,
-                );
-            }
+            "--ws" => ws_port = Some(number::<u16>("--ws", args.next())?),
+            "--proxy-protocol" => proxy = true,
+            "--reuse-port" => reuse_port = true,
+            "--drain-secs" => drain_secs = number("--drain-secs", args.next())?,
+            flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
     }
@@ -71,12 +91,17 @@ fn main() -> std::io::Result<()> {
         Some(p) => p.parse().map_err(|e| usage(&format!("bad port: {e}")))?,
         None => 5071,
     };
-    // The address `on_connect` saw, kept for `whoami`.
-    let mut server =
-        Server::<Echo>::bind_with((host.as_str(), port), (), |_, _, addr| Echo { addr })?;
+    let listen = |port: u16| {
+        Listen::on((host.as_str(), port))
+            .proxy_protocol(proxy)
+            .reuse_port(reuse_port)
+    };
+    // The address `on_connect` saw (the PROXY header's, with --proxy-protocol), for `whoami`.
+    let mut server = Server::<Echo>::bind_with(listen(port), (), |_, _, addr| Echo { addr })?
+        .drain_on_sigterm(Duration::from_secs(drain_secs));
     println!("listening on {host}:{}", server.local_addr().port());
     if let Some(ws_port) = ws_port {
-        let bound = server.listen_ws((host.as_str(), ws_port))?;
+        let bound = server.listen_ws(listen(ws_port))?;
         println!("websocket on {host}:{}", bound.port());
     }
     server.launch()

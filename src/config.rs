@@ -13,6 +13,7 @@
 //! assert_eq!(cfg.get_max_frame_len(), 1 << 20);
 //! ```
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// What happens when a peer does not read fast enough and its queued output would pass
@@ -148,5 +149,105 @@ impl Config {
     /// See [`idle_timeout`](Self::idle_timeout).
     pub fn get_idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
+    }
+}
+
+/// Where a server listens, and how: the address, plus options for the socket
+/// ([`reuse_port`](Listen::reuse_port)) and for what every connection must send first
+/// ([`proxy_protocol`](Listen::proxy_protocol)).
+///
+/// Anything [`ToSocketAddrs`] takes (`"0.0.0.0:5071"`, `("host", port)`, a `SocketAddr`) is a
+/// `Listen` with no options, so `Server::bind` and `Server::listen_ws` take either.
+///
+/// ```no_run
+/// use repod::{Listen, Server};
+/// # #[derive(Default)] struct Player;
+/// # impl repod::ChannelHandler for Player { type Server = (); fn routes(_: &mut repod::Routes<Self>) {} }
+/// // One of several processes sharing port 5071 behind HAProxy (`send-proxy-v2`).
+/// let server = Server::<Player>::bind(
+///     Listen::on("0.0.0.0:5071").reuse_port(true).proxy_protocol(true),
+///     (),
+/// )?;
+/// server.launch()?; // SIGTERM drains; see `Server::drain_on_sigterm`
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Listen {
+    pub(crate) addrs: Result<Vec<SocketAddr>, String>,
+    pub(crate) reuse_port: bool,
+    pub(crate) proxy: Option<ProxyOptions>,
+}
+
+/// What a listener requiring the PROXY protocol accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProxyOptions {
+    pub(crate) timeout: Duration,
+    pub(crate) max_len: usize,
+}
+
+impl Listen {
+    /// Listens on `addr` (port 0 picks a free port); the first address it resolves to that can
+    /// be bound is used.
+    pub fn on(addr: impl ToSocketAddrs) -> Self {
+        let addrs = addr
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(|e| e.to_string());
+        Listen {
+            addrs,
+            reuse_port: false,
+            proxy: None,
+        }
+    }
+
+    /// Set `SO_REUSEPORT` (Linux, the BSDs, macOS) before binding, so several processes, or
+    /// several threads each running its own `Server`, listen on the same port and the kernel
+    /// spreads new connections among them. Every socket sharing the port must set it.
+    /// Default off.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// Require a PROXY protocol header (v1 or v2; see [`crate::proxy`]) at the start of every
+    /// connection, as a load balancer with `send-proxy` / `send-proxy-v2` sends: the client
+    /// address in it becomes the channel's address. A connection without a valid header is
+    /// closed before any greeting. Only turn this on behind a balancer: anyone who can reach
+    /// the port directly can claim any address. Default off.
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy = on.then_some(self.proxy.unwrap_or(ProxyOptions {
+            timeout: Duration::from_secs(5),
+            max_len: crate::proxy::DEFAULT_MAX_HEADER_LEN,
+        }));
+        self
+    }
+
+    /// With [`proxy_protocol`](Self::proxy_protocol): most time from accepting a connection to
+    /// its complete header (default 5 s), and the largest v2 header accepted, TLVs included
+    /// (default 1 KiB; v1 headers are at most 107 bytes by the spec).
+    pub fn proxy_limits(mut self, timeout: Duration, max_header_len: usize) -> Self {
+        if let Some(p) = self.proxy.as_mut() {
+            p.timeout = timeout;
+            p.max_len = max_header_len.max(16 + 36);
+        }
+        self
+    }
+}
+
+/// An address to listen on: a [`Listen`], or anything [`ToSocketAddrs`] takes.
+pub trait BindAddr {
+    /// The address with its options.
+    fn into_listen(self) -> Listen;
+}
+
+impl BindAddr for Listen {
+    fn into_listen(self) -> Listen {
+        self
+    }
+}
+
+impl<T: ToSocketAddrs> BindAddr for T {
+    fn into_listen(self) -> Listen {
+        Listen::on(self)
     }
 }

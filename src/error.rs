@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::proxy::ProxyError;
 use crate::ws::{HandshakeError, WsError};
 
 /// What a handler returns: `Ok(())`, or an error that is passed to the `on_error` hook.
@@ -92,8 +93,13 @@ pub enum Error {
     /// frame...). Closes the connection with the status [`WsError::close_code`] gives.
     WebSocket(WsError),
     /// A WebSocket opening handshake failed. On a server no channel exists yet, so this reaches
-    /// the log only; on a client it ends the connection attempt (an `error` event).
+    /// the log and [`ServerHandler::on_refused`](crate::ServerHandler::on_refused); on a client
+    /// it ends the connection attempt (an `error` event).
     Handshake(HandshakeError),
+    /// A connection to a listener that requires the PROXY protocol did not start with a valid
+    /// header. No channel exists yet, so this reaches the log and
+    /// [`ServerHandler::on_refused`](crate::ServerHandler::on_refused).
+    Proxy(ProxyError),
 }
 
 impl Error {
@@ -120,6 +126,7 @@ impl Error {
                 | Error::Closed
                 | Error::WebSocket(_)
                 | Error::Handshake(_)
+                | Error::Proxy(_)
         )
     }
 }
@@ -150,6 +157,7 @@ impl fmt::Display for Error {
             Error::Handler(e) => write!(f, "handler error: {e}"),
             Error::WebSocket(e) => write!(f, "websocket: {e}"),
             Error::Handshake(e) => write!(f, "websocket handshake: {e}"),
+            Error::Proxy(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -161,6 +169,7 @@ impl std::error::Error for Error {
             Error::Handler(e) => Some(&**e),
             Error::WebSocket(e) => Some(e),
             Error::Handshake(e) => Some(e),
+            Error::Proxy(e) => Some(e),
             _ => None,
         }
     }

@@ -24,6 +24,89 @@ use crate::ws::handshake::{self, HandshakeError};
 use crate::ws::{encode_close, encode_frame, MaskKeys, Opcode, Role, WsDecoder, WsEvent};
 use crate::{msg, Bin, Error, HandlerResult, Message, WsError, WsOptions};
 
+/// A PROXY protocol header: arbitrary bytes (after one settings byte, the v2 cap) parsed at
+/// every prefix, as the reactor does while they arrive. Once a prefix decides (a header or a
+/// refusal), every longer one decides the same; a header never exceeds its cap, and its
+/// length and client address match a plain reference reading of the bytes.
+pub fn proxy_header(data: &[u8]) -> Option<crate::proxy::ProxyHeader> {
+    use crate::proxy::{self, ProxyError};
+    let (&setting, stream) = data.split_first()?;
+    let max = 52 + setting as usize * 8;
+    let mut first: Option<Result<Option<proxy::ProxyHeader>, ProxyError>> = None;
+    for k in 1..=stream.len() {
+        let r = proxy::parse(&stream[..k], max);
+        match &first {
+            None if r == Ok(None) => {
+                assert!(k < proxy::V1_MAX_LEN.max(max), "undecided past every cap")
+            }
+            None => first = Some(r),
+            Some(f) => assert_eq!(&r, f, "prefix {k} changed the answer"),
+        }
+    }
+    let header = match first {
+        Some(Ok(Some(h))) => h,
+        _ => return None,
+    };
+    assert!(header.len <= stream.len());
+    assert_eq!(
+        header,
+        reference_proxy(&stream[..header.len]),
+        "the reference disagrees"
+    );
+    if stream.starts_with(b"PROXY ") {
+        assert!(header.len <= proxy::V1_MAX_LEN);
+    } else {
+        assert!(header.len <= max);
+    }
+    Some(header)
+}
+
+/// A plain reading of a header the parser accepted: v1 split on spaces, v2 by byte offsets.
+fn reference_proxy(header: &[u8]) -> crate::proxy::ProxyHeader {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let source = if let Some(line) = header.strip_prefix(b"PROXY ") {
+        let line = std::str::from_utf8(line).expect("v1 is text");
+        let fields: Vec<&str> = line.trim_end_matches("\r\n").split(' ').collect();
+        match fields[0] {
+            "UNKNOWN" => None,
+            "TCP4" | "TCP6" => {
+                let ip: IpAddr = fields[1].parse().expect("a source address");
+                let port: u16 = fields[3].parse().expect("a source port");
+                Some(SocketAddr::new(ip, port))
+            }
+            other => panic!("accepted protocol {other:?}"),
+        }
+    } else {
+        assert_eq!(
+            header.len(),
+            16 + u16::from_be_bytes([header[14], header[15]]) as usize
+        );
+        match (header[12] & 0x0f, header[13] >> 4) {
+            (0, _) | (1, 0) => None,
+            (1, 1) => {
+                let ip = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
+                Some(SocketAddr::new(
+                    ip.into(),
+                    u16::from_be_bytes([header[24], header[25]]),
+                ))
+            }
+            (1, 2) => {
+                let octets: [u8; 16] = header[16..32].try_into().unwrap();
+                let ip = Ipv6Addr::from(octets);
+                Some(SocketAddr::new(
+                    ip.into(),
+                    u16::from_be_bytes([header[48], header[49]]),
+                ))
+            }
+            other => panic!("accepted command and family {other:?}"),
+        }
+    };
+    crate::proxy::ProxyHeader {
+        len: header.len(),
+        source,
+    }
+}
+
 /// What one run of [`receive_path`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -1482,6 +1565,7 @@ mod tests {
             ));
         }
         out.extend(ws_seeds());
+        out.extend(proxy_seeds());
         out
     }
 
@@ -1544,6 +1628,87 @@ mod tests {
 
     /// The `websocket` seeds: frames in both roles and several chunkings, each violation, and
     /// handshakes (accepted, refused, too large, answers).
+    /// PROXY headers of every kind, each followed by a repod frame; the first byte is the v2
+    /// cap setting (52 + 8 * it).
+    fn proxy_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+        let frame = b"\0\0\0\x01\x80";
+        let v2 = |cmd: u8, fam: u8, body: &[u8]| {
+            let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            h.push(0x20 | cmd);
+            h.push(fam);
+            h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            h.extend_from_slice(body);
+            h
+        };
+        let v4 = [203, 0, 113, 7, 192, 0, 2, 1, 0xdc, 0x04, 0x13, 0xcf];
+        let ip6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mut v6 = [0u8; 36];
+        v6[..16].copy_from_slice(&ip6("2001:db8::7"));
+        v6[16..32].copy_from_slice(&ip6("2001:db8::1"));
+        v6[32..].copy_from_slice(&[0xdc, 0x04, 0x13, 0xcf]);
+        let tlvs = [&v4[..], &[0x01, 0, 2, b'h', b'2', 0x04, 0, 1, 0]].concat();
+        let headers: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "v1_tcp4",
+                b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 5071\r\n".to_vec(),
+            ),
+            (
+                "v1_tcp6",
+                b"PROXY TCP6 2001:db8::7 2001:db8::1 56324 5071\r\n".to_vec(),
+            ),
+            ("v1_unknown", b"PROXY UNKNOWN\r\n".to_vec()),
+            ("v2_tcp4", v2(1, 0x11, &v4)),
+            ("v2_tcp6", v2(1, 0x21, &v6)),
+            ("v2_tlvs", v2(1, 0x11, &tlvs)),
+            ("v2_local", v2(0, 0x00, &[])),
+            ("v2_unix", v2(1, 0x31, &[0; 216])),
+            ("v2_oversized", v2(1, 0x11, &[0; 600])),
+            ("garbage", b"GET / HTTP/1.1\r\n".to_vec()),
+        ];
+        headers
+            .into_iter()
+            .map(|(name, h)| {
+                let mut data = vec![60];
+                data.extend_from_slice(&h);
+                data.extend_from_slice(frame);
+                ("proxy_header", format!("rs_{name}"), data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn proxy_seeds_decode_as_they_say() {
+        let got: Vec<Option<std::net::SocketAddr>> = proxy_seeds()
+            .iter()
+            .map(|(_, _, data)| proxy_header(data).and_then(|h| h.source))
+            .collect();
+        let v4: std::net::SocketAddr = "203.0.113.7:56324".parse().unwrap();
+        let v6: std::net::SocketAddr = "[2001:db8::7]:56324".parse().unwrap();
+        assert_eq!(
+            got,
+            [
+                Some(v4),
+                Some(v6),
+                None,
+                Some(v4),
+                Some(v6),
+                Some(v4),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        let accepted: Vec<bool> = proxy_seeds()
+            .iter()
+            .map(|(_, _, data)| proxy_header(data).is_some())
+            .collect();
+        assert_eq!(
+            accepted,
+            [true, true, true, true, true, true, true, false, false, false]
+        );
+    }
+
     fn ws_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let with = |c: u8, f: u8, m: u8, body: &[u8]| [&[c, f, m][..], body].concat();
         let server = ws_frames(Role::Server);
@@ -1706,12 +1871,21 @@ mod tests {
                 "websocket" => {
                     websocket(data);
                 }
+                "proxy_header" => {
+                    proxy_header(data);
+                }
                 _ => {
                     receive_path(data);
                 }
             }
         }
-        for target in ["frame_decoder", "message", "receive_path", "websocket"] {
+        for target in [
+            "frame_decoder",
+            "message",
+            "receive_path",
+            "websocket",
+            "proxy_header",
+        ] {
             let Ok(dir) = std::fs::read_dir(corpus_dir().join(target)) else {
                 continue; // not in a packaged crate
             };

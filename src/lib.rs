@@ -83,7 +83,9 @@
 //! - [`client`]: [`Client`] with a [`Listener`], and the low-level [`Connection`];
 //! - [`config`]: limits (frame size, output per connection, idle timeout, connections);
 //! - [`ws`]: WebSocket for browser players (the upgrade and the frame codec, with no I/O), served
-//!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses.
+//!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses;
+//! - [`proxy`]: the PROXY protocol header, for servers behind a load balancer
+//!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators.
 //!
 //! The reactor is private: it is the only code that touches sockets.
 //!
@@ -104,15 +106,18 @@ mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod message;
+pub mod proxy;
 mod reactor;
 pub mod server;
 pub mod ws;
 
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
-pub use config::{Config, SlowReaderPolicy};
+pub use config::{BindAddr, Config, Listen, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};
+pub use health::Health;
 pub use message::{Field, Message, OwnedMessage};
 pub use reactor::ChannelId;
 pub use server::{

@@ -31,9 +31,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{Config, SlowReaderPolicy};
+use crate::config::{Config, ProxyOptions, SlowReaderPolicy};
 use crate::encode::Encode;
 use crate::frame::{self, FrameDecoder};
+use crate::proxy::ProxyError;
 use crate::ws::codec::{self as wscodec, Opcode};
 use crate::ws::handshake::{self, WsUrl};
 use crate::ws::{MaskKeys, Role, WsDecoder, WsError, WsEvent, WsOptions};
@@ -100,10 +101,13 @@ pub(crate) trait Driver {
     fn frame(&mut self, reactor: &mut Reactor, id: ChannelId, payload: &[u8]);
     /// The connection ended; called exactly once per connection.
     fn closed(&mut self, reactor: &mut Reactor, id: ChannelId, reason: DisconnectReason);
+    /// A connection was refused before it became a channel (a bad PROXY header, a failed
+    /// WebSocket upgrade).
+    fn refused(&mut self, _reactor: &mut Reactor, _addr: SocketAddr, _error: Error) {}
     /// Another thread called [`Remote::wake`].
     fn woken(&mut self, _reactor: &mut Reactor) {}
-    /// SIGINT or SIGTERM arrived (only after [`Reactor::watch_signals`]).
-    fn signalled(&mut self, _reactor: &mut Reactor) {}
+    /// SIGINT or SIGTERM (the number) arrived (only after [`Reactor::watch_signals`]).
+    fn signalled(&mut self, _reactor: &mut Reactor, _signal: i32) {}
     /// The driver's next timer, if any.
     fn next_deadline(&self) -> Option<Instant> {
         None
@@ -150,6 +154,8 @@ impl Transport {
 /// The receive side's state machine for one connection.
 #[derive(Debug)]
 enum Codec {
+    /// Gathering a PROXY protocol header; then `Frames` or `Upgrade`.
+    Proxy(Vec<u8>),
     Frames(FrameDecoder),
     /// Gathering a WebSocket upgrade request (server) or its answer (client).
     Upgrade(Box<Upgrade>),
@@ -159,6 +165,18 @@ enum Codec {
 impl Default for Codec {
     fn default() -> Self {
         Codec::Frames(FrameDecoder::default())
+    }
+}
+
+impl Upgrade {
+    /// A server's upgrade, on listener `slot`.
+    fn server(slot: usize) -> Upgrade {
+        Upgrade {
+            head: Vec::new(),
+            listener: slot,
+            request: Vec::new(),
+            key: [0; 24],
+        }
     }
 }
 
@@ -192,8 +210,11 @@ struct Link {
     /// is released once written, so a player who never speaks owns no buffer at all.
     fresh: bool,
     last_rx: Instant,
-    /// When a closed link is dropped, or when an upgrade that has not completed fails.
+    /// When a closed link is dropped, or when a preamble (PROXY header, upgrade) that has not
+    /// completed fails.
     close_deadline: Option<Instant>,
+    /// The listener that accepted it (server side).
+    listener: usize,
 }
 
 impl Link {
@@ -213,11 +234,13 @@ impl Link {
     }
 }
 
-/// One listening socket; `ws` is set for a WebSocket listener.
+/// One listening socket; `ws` is set for a WebSocket listener, `proxy` when its connections
+/// start with a PROXY protocol header.
 #[derive(Debug)]
 struct Listening {
     socket: TcpListener,
     ws: Option<WsOptions>,
+    proxy: Option<ProxyOptions>,
 }
 
 /// A thread-safe handle that wakes a reactor blocked in [`Reactor::turn`].
@@ -251,6 +274,7 @@ pub(crate) struct Reactor {
     dirty: Vec<usize>,
     backlog: Vec<usize>,
     closed: VecDeque<(ChannelId, DisconnectReason)>,
+    refused: VecDeque<(SocketAddr, Error)>,
     scratch: Vec<u8>,
     shared_frame: Vec<u8>,
     /// `shared_frame` as a server's WebSocket frame, made at most once per broadcast.
@@ -295,6 +319,7 @@ impl Reactor {
             dirty: Vec::new(),
             backlog: Vec::new(),
             closed: VecDeque::new(),
+            refused: VecDeque::new(),
             scratch: vec![0; READ_CHUNK],
             shared_frame: Vec::new(),
             shared_ws_frame: Vec::new(),
@@ -319,18 +344,25 @@ impl Reactor {
         self.remote.clone()
     }
 
-    /// Listens on `addr`: for length-prefixed TCP, or for WebSocket upgrades when `ws` is set.
+    /// Listens on `addr`: for length-prefixed TCP, or for WebSocket upgrades when `ws` is set;
+    /// with `SO_REUSEPORT` if asked; requiring a PROXY header first if `proxy` is set.
     pub(crate) fn listen(
         &mut self,
         addr: SocketAddr,
         ws: Option<WsOptions>,
+        reuse_port: bool,
+        proxy: Option<ProxyOptions>,
     ) -> io::Result<SocketAddr> {
         let slot = self.listeners.iter().position(Option::is_none);
         let slot = slot.unwrap_or(self.listeners.len());
         if slot >= MAX_LISTENERS {
             return Err(io::Error::other("too many listening sockets"));
         }
-        let mut socket = TcpListener::bind(addr)?;
+        let mut socket = if reuse_port {
+            bind_reuse_port(addr)?
+        } else {
+            TcpListener::bind(addr)?
+        };
         self.poll.registry().register(
             &mut socket,
             Token(FIRST_LISTENER - slot),
@@ -340,7 +372,7 @@ impl Reactor {
         if slot == self.listeners.len() {
             self.listeners.push(None);
         }
-        self.listeners[slot] = Some(Listening { socket, ws });
+        self.listeners[slot] = Some(Listening { socket, ws, proxy });
         Ok(local)
     }
 
@@ -360,7 +392,11 @@ impl Reactor {
                 .map(|(i, _)| i)
                 .collect();
             for i in upgrading {
-                self.refuse(i, handshake::HandshakeError::Unavailable);
+                let err = match self.links[i].codec {
+                    Codec::Proxy(_) => Error::Proxy(ProxyError::Unavailable),
+                    _ => Error::Handshake(handshake::HandshakeError::Unavailable),
+                };
+                self.refuse(i, err);
             }
         }
     }
@@ -434,6 +470,7 @@ impl Reactor {
             dirty: false,
             close_sent: false,
             fresh: true,
+            listener: 0,
             last_rx: self.now,
             close_deadline: None,
         });
@@ -484,6 +521,11 @@ impl Reactor {
     /// Connections open for the application.
     pub(crate) fn live(&self) -> usize {
         self.live
+    }
+
+    /// Output queued on every open connection, in bytes (a walk over all connections).
+    pub(crate) fn queued_total(&self) -> usize {
+        self.links.iter().map(|(_, l)| l.queued()).sum()
     }
 
     /// Sockets still alive in any state, closing ones included.
@@ -707,20 +749,22 @@ impl Reactor {
         }
     }
 
-    /// Refuses a WebSocket upgrade: answers with the HTTP status, then closes. No channel ever
-    /// existed, so the driver hears nothing; the log does.
-    fn refuse(&mut self, index: usize, err: handshake::HandshakeError) {
+    /// Refuses a connection that is not a channel yet (a bad PROXY header, a failed WebSocket
+    /// upgrade): answers a failed upgrade with its HTTP status, then closes. No channel ever
+    /// existed, so no channel hook runs; the log and the driver's `refused` hear of it.
+    fn refuse(&mut self, index: usize, err: Error) {
         let deadline = self.now + self.cfg.linger;
         let link = &mut self.links[index];
         if link.state != State::Accepting {
             return;
         }
-        log::warn!(
-            "repod: refusing WebSocket upgrade from {}: {}",
-            link.addr.map(|a| a.to_string()).unwrap_or_default(),
-            Error::Handshake(err.clone())
-        );
-        handshake::write_reject(&mut link.out, &err);
+        let addr = link
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        log::warn!("repod: refusing {addr}: {err}");
+        if let Error::Handshake(e) = &err {
+            handshake::write_reject(&mut link.out, e);
+        }
         link.codec = Codec::default();
         link.state = State::Flushing;
         link.close_deadline = Some(deadline);
@@ -731,6 +775,16 @@ impl Reactor {
             link.dirty = true;
             self.dirty.push(index);
         }
+        self.refused.push_back((addr, err));
+    }
+
+    /// The upgrade time limit of listener `slot`.
+    fn handshake_timeout(&self, slot: usize) -> Duration {
+        self.listeners
+            .get(slot)
+            .and_then(Option::as_ref)
+            .and_then(|l| l.ws.as_ref())
+            .map_or(Duration::from_secs(10), |o| o.handshake_timeout)
     }
 
     /// Runs one turn: waits for readiness at most `timeout` (`None`: until something happens or
@@ -741,7 +795,10 @@ impl Reactor {
         driver: &mut impl Driver,
     ) -> io::Result<()> {
         let now = Instant::now();
-        let busy = !self.backlog.is_empty() || self.accept_pending || !self.closed.is_empty();
+        let busy = !self.backlog.is_empty()
+            || self.accept_pending
+            || !self.closed.is_empty()
+            || !self.refused.is_empty();
         let mut timeout = if busy { Some(Duration::ZERO) } else { timeout };
         let deadlines = [
             driver.next_deadline(),
@@ -778,10 +835,10 @@ impl Reactor {
             match token {
                 WAKER => driver.woken(self),
                 SIGNALS => {
-                    if let Some(s) = self.signals.as_mut() {
-                        for _ in s.pending() {}
+                    while let Some(signal) = self.signals.as_mut().and_then(|s| s.pending().next())
+                    {
+                        driver.signalled(self, signal);
                     }
-                    driver.signalled(self);
                 }
                 Token(t) if t > MAX_LINK_INDEX => self.accept_all(driver),
                 Token(index) => self.ready_link(index, flags, driver),
@@ -873,11 +930,11 @@ impl Reactor {
                 let Some(listener) = self.listeners[slot].as_ref() else {
                     break;
                 };
-                let is_ws = listener.ws.is_some();
+                let (is_ws, proxy) = (listener.ws.is_some(), listener.proxy);
                 match listener.socket.accept() {
                     Ok((stream, addr)) => {
                         budget -= 1;
-                        self.accept_one(stream, addr, slot, is_ws, driver);
+                        self.accept_one(stream, addr, slot, is_ws, proxy, driver);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -903,6 +960,7 @@ impl Reactor {
         addr: SocketAddr,
         slot: usize,
         is_ws: bool,
+        proxy: Option<ProxyOptions>,
         driver: &mut impl Driver,
     ) {
         let count = self.live + self.accepting;
@@ -913,29 +971,27 @@ impl Reactor {
         if self.cfg.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        if is_ws {
-            let upgrade = Upgrade {
-                head: Vec::new(),
-                listener: slot,
-                request: Vec::new(),
-                key: [0; 24],
+        if is_ws || proxy.is_some() {
+            // Not a channel yet: a PROXY header, a WebSocket upgrade or both come first.
+            let transport = if is_ws {
+                Transport::WsServer
+            } else {
+                Transport::Tcp
             };
-            let codec = Codec::Upgrade(Box::new(upgrade));
-            match self.insert(
-                stream,
-                Some(addr),
-                State::Accepting,
-                Transport::WsServer,
-                codec,
-            ) {
+            let (codec, timeout) = match proxy {
+                Some(p) => (Codec::Proxy(Vec::new()), p.timeout),
+                None => (
+                    Codec::Upgrade(Box::new(Upgrade::server(slot))),
+                    self.handshake_timeout(slot),
+                ),
+            };
+            match self.insert(stream, Some(addr), State::Accepting, transport, codec) {
                 Ok(id) => {
-                    log::debug!("repod: accepted {addr} as {id:?}, awaiting its upgrade");
-                    let timeout = self.listeners[slot]
-                        .as_ref()
-                        .and_then(|l| l.ws.as_ref())
-                        .map_or(Duration::from_secs(10), |o| o.handshake_timeout);
+                    log::debug!("repod: accepted {addr} as {id:?}, awaiting its preamble");
+                    let link = &mut self.links[id.index()];
+                    link.listener = slot;
                     let deadline = self.now + timeout;
-                    self.links[id.index()].close_deadline = Some(deadline);
+                    link.close_deadline = Some(deadline);
                     self.linger_check_at =
                         Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
                 }
@@ -1054,6 +1110,12 @@ impl Reactor {
                 };
                 return self.upgrade_input(index, id, up, bytes, driver);
             }
+            Codec::Proxy(_) => {
+                let Codec::Proxy(head) = codec else {
+                    unreachable!("matched above")
+                };
+                return self.proxy_input(index, id, head, bytes, driver);
+            }
         };
         match self.link_mut(id) {
             Some(link) if link.state == State::Open => link.codec = codec,
@@ -1120,6 +1182,73 @@ impl Reactor {
         });
     }
 
+    /// Bytes of a PROXY protocol header. Once it is complete the connection is from the client
+    /// it names, and goes on to its WebSocket upgrade or becomes a channel.
+    fn proxy_input(
+        &mut self,
+        index: usize,
+        id: ChannelId,
+        mut head: Vec<u8>,
+        bytes: &mut [u8],
+        driver: &mut impl Driver,
+    ) -> bool {
+        let slot = self.links[index].listener;
+        let max_len = self.listeners[slot]
+            .as_ref()
+            .and_then(|l| l.proxy)
+            .map_or(crate::proxy::DEFAULT_MAX_HEADER_LEN, |p| p.max_len);
+        // Most headers arrive whole in one read: parse them where they lie.
+        let parsed = if head.is_empty() {
+            crate::proxy::parse(bytes, max_len)
+        } else {
+            head.extend_from_slice(bytes);
+            crate::proxy::parse(&head, max_len)
+        };
+        let header = match parsed {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                if head.is_empty() {
+                    head.extend_from_slice(bytes);
+                }
+                self.links[index].codec = Codec::Proxy(head);
+                return true;
+            }
+            Err(e) => {
+                self.refuse(index, Error::Proxy(e));
+                return false;
+            }
+        };
+        let link = &mut self.links[index];
+        if let Some(source) = header.source {
+            log::debug!(
+                "repod: {id:?} is {source} (PROXY header from {:?})",
+                link.addr
+            );
+            link.addr = Some(source);
+        }
+        let rest = if head.is_empty() {
+            &mut bytes[header.len..]
+        } else {
+            &mut head[header.len..]
+        };
+        if link.is_ws() {
+            let deadline = self.now + self.handshake_timeout(slot);
+            let link = &mut self.links[index];
+            link.close_deadline = Some(deadline);
+            self.linger_check_at = Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
+            let up = Box::new(Upgrade::server(slot));
+            return self.upgrade_input(index, id, up, rest, driver);
+        }
+        link.codec = Codec::Frames(FrameDecoder::new(self.cfg.max_frame_len));
+        link.state = State::Open;
+        link.close_deadline = None;
+        link.last_rx = self.now;
+        self.accepting -= 1;
+        self.live += 1;
+        driver.accepted(self, id);
+        rest.is_empty() || !self.is_open(id) || self.input(index, id, rest, driver)
+    }
+
     /// Bytes of a WebSocket upgrade: the request on a server, the answer on a client.
     fn upgrade_input(
         &mut self,
@@ -1135,7 +1264,10 @@ impl Reactor {
             let opts = self.listeners.get(up.listener).and_then(|l| l.as_ref());
             let Some(opts) = opts.and_then(|l| l.ws.as_ref()) else {
                 // The listener was closed (the server is stopping): no new players.
-                self.refuse(index, handshake::HandshakeError::Unavailable);
+                self.refuse(
+                    index,
+                    Error::Handshake(handshake::HandshakeError::Unavailable),
+                );
                 return false;
             };
             let complete = handshake::worth_parsing(&up.head, bytes.len());
@@ -1150,7 +1282,7 @@ impl Reactor {
                     return true;
                 }
                 Err(e) => {
-                    self.refuse(index, e);
+                    self.refuse(index, Error::Handshake(e));
                     return false;
                 }
             };
@@ -1265,7 +1397,11 @@ impl Reactor {
                 self.remove(i);
             }
             for i in upgrades_late {
-                self.refuse(i, handshake::HandshakeError::Timeout);
+                let err = match self.links[i].codec {
+                    Codec::Proxy(_) => Error::Proxy(ProxyError::Timeout),
+                    _ => Error::Handshake(handshake::HandshakeError::Timeout),
+                };
+                self.refuse(i, err);
             }
         }
     }
@@ -1273,6 +1409,9 @@ impl Reactor {
     fn deliver_closed(&mut self, driver: &mut impl Driver) {
         while let Some((id, reason)) = self.closed.pop_front() {
             driver.closed(self, id, reason);
+        }
+        while let Some((addr, error)) = self.refused.pop_front() {
+            driver.refused(self, addr, error);
         }
     }
 
@@ -1372,6 +1511,24 @@ fn close_code(reason: &DisconnectReason) -> Option<u16> {
 /// Bound on a server's upgrade answer, read by a client.
 fn handshake_max() -> usize {
     crate::ws::DEFAULT_MAX_HANDSHAKE_LEN
+}
+
+/// A listening socket with `SO_REUSEPORT` (and `SO_REUSEADDR`, as `TcpListener::bind` sets).
+fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    socket.set_reuse_port(true)?;
+    #[cfg(not(all(unix, not(any(target_os = "solaris", target_os = "illumos")))))]
+    return Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "SO_REUSEPORT is not available on this platform",
+    ));
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn is_resource_exhausted(e: &io::Error) -> bool {

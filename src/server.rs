@@ -52,18 +52,26 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::config::{BindAddr, Listen};
 use crate::dispatch::{guard, ActionTable};
 use crate::encode::Encode;
 use crate::frame;
+use crate::health::{Health, Vitals, HEARTBEAT};
 use crate::reactor::{Driver, Reactor, Remote};
 use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, WsOptions};
+
+/// How long a drain begun by SIGTERM may last, unless [`Server::drain_on_sigterm`] says.
+pub const DEFAULT_SIGTERM_DRAIN: Duration = Duration::from_secs(30);
+
+/// How often the queued output total is published to [`ServerHandle::health`].
+const QUEUED_REFRESH: Duration = Duration::from_millis(100);
 
 /// The state and handlers of one connection: the Rust counterpart of a Python `Channel`
 /// subclass. See the [module documentation](self).
@@ -136,6 +144,21 @@ pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
     fn on_tick(&mut self, ctx: &mut ServerCtx<'_, C>) {
         let _ = ctx;
     }
+
+    /// A drain began ([`ServerCtx::drain`], [`ServerHandle::drain`], or SIGTERM under
+    /// [`Server::launch`]): no new players will arrive, and the server stops at `deadline` at
+    /// the latest. The moment to tell the players, end the match, or save their progress.
+    fn on_drain(&mut self, ctx: &mut ServerCtx<'_, C>, deadline: Instant) {
+        let _ = (ctx, deadline);
+    }
+
+    /// A connection was refused before it became a channel, so no channel hook ran for it: a
+    /// missing or invalid PROXY header ([`Error::Proxy`]), a failed WebSocket upgrade
+    /// ([`Error::Handshake`]). `addr` is the connection's address (the balancer's, for a bad
+    /// PROXY header). For counting and logging; the connection is already closing.
+    fn on_refused(&mut self, ctx: &mut ServerCtx<'_, C>, addr: SocketAddr, error: &Error) {
+        let _ = (ctx, addr, error);
+    }
 }
 
 impl<C: ChannelHandler> ServerHandler<C> for () {}
@@ -196,6 +219,10 @@ type Channels<C> = Vec<Option<(ChannelId, C)>>;
 struct Control {
     stop: bool,
     local_addr: Option<SocketAddr>,
+    /// A drain began, and must end by this time.
+    drain: Option<Instant>,
+    /// A drain was asked for (by a handler, a handle or SIGTERM), to begin after this callback.
+    drain_requested: Option<Duration>,
 }
 
 /// What server hooks (and, through [`ChannelCtx`], channel handlers) can do: send, broadcast,
@@ -319,6 +346,24 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
         self.control.stop = true;
     }
 
+    /// Begins a drain once the current handler returns: no new players (the listening sockets
+    /// close, so a load balancer's health check fails and sends them elsewhere), the connected
+    /// ones are served as usual, and the server stops when the last has left or `within` has
+    /// passed, whichever is first. [`ServerHandler::on_drain`] runs when it begins. A second
+    /// drain can only bring the deadline closer.
+    pub fn drain(&mut self, within: Duration) {
+        let within = self
+            .control
+            .drain_requested
+            .map_or(within, |w| w.min(within));
+        self.control.drain_requested = Some(within);
+    }
+
+    /// Whether a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.control.drain.is_some()
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.control.local_addr
@@ -420,6 +465,7 @@ enum Command<C: ChannelHandler> {
     SendToAll(Vec<u8>),
     Close(ChannelId),
     Stop,
+    Drain(Duration),
     Call(Call<C>),
 }
 
@@ -427,6 +473,7 @@ struct Mailbox<C: ChannelHandler> {
     commands: Mutex<Vec<Command<C>>>,
     remote: Remote,
     max_frame_len: usize,
+    vitals: Vitals,
 }
 
 impl<C: ChannelHandler> Mailbox<C> {
@@ -453,9 +500,35 @@ struct Core<C: ChannelHandler> {
     tick: Option<Tick>,
     mailbox: Arc<Mailbox<C>>,
     drained: Vec<Command<C>>,
+    /// How long a drain begun by SIGTERM may take.
+    sigterm_drain: Duration,
+    /// When the queued output total was last published, and what it was.
+    queued_published: Option<Instant>,
+    queued_last: usize,
 }
 
 impl<C: ChannelHandler> Core<C> {
+    /// Begins the drain a handler, a handle or a signal asked for, if any.
+    fn begin_drain(&mut self, reactor: &mut Reactor) {
+        let Some(within) = self.control.drain_requested.take() else {
+            return;
+        };
+        let deadline = Instant::now() + within;
+        if let Some(d) = self.control.drain.as_mut() {
+            *d = (*d).min(deadline);
+            return;
+        }
+        log::info!(
+            "repod: draining: no new players; stopping when the last leaves, within {within:?}"
+        );
+        reactor.stop_listening();
+        self.control.drain = Some(deadline);
+        self.mailbox.vitals.set_draining();
+        self.mailbox.vitals.set_listening(false);
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_drain(&mut ctx, deadline);
+    }
+
     fn ctx<'a>(&'a mut self, reactor: &'a mut Reactor) -> (&'a mut C::Server, ServerCtx<'a, C>) {
         (
             &mut self.state,
@@ -516,6 +589,10 @@ impl<C: ChannelHandler> Core<C> {
                 }
                 Command::Close(id) => reactor.close(id, DisconnectReason::Closed),
                 Command::Stop => self.control.stop = true,
+                Command::Drain(within) => {
+                    let (_, mut ctx) = self.ctx(reactor);
+                    ctx.drain(within);
+                }
                 Command::Call(f) => {
                     let (state, mut ctx) = self.ctx(reactor);
                     f(state, &mut ctx);
@@ -597,16 +674,69 @@ impl<C: ChannelHandler> Driver for Core<C> {
         self.run_commands(reactor);
     }
 
-    fn signalled(&mut self, _reactor: &mut Reactor) {
-        log::info!("repod: signal received, stopping");
-        self.control.stop = true;
+    fn refused(&mut self, reactor: &mut Reactor, addr: SocketAddr, error: Error) {
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_refused(&mut ctx, addr, &error);
+    }
+
+    fn signalled(&mut self, reactor: &mut Reactor, signal: i32) {
+        if signal == signal_hook::consts::SIGTERM {
+            log::info!(
+                "repod: SIGTERM received, draining for at most {:?}",
+                self.sigterm_drain
+            );
+            self.control.drain_requested = Some(self.sigterm_drain);
+            self.begin_drain(reactor);
+        } else {
+            log::info!("repod: signal {signal} received, stopping");
+            self.control.stop = true;
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.tick.as_ref().map(|t| t.next)
+        // Wake at least once a heartbeat, so `health()` shows a turning reactor; sooner while
+        // output was queued, since it is published before the turn's writes and may be stale.
+        let refresh = if self.queued_last > 0 {
+            QUEUED_REFRESH
+        } else {
+            HEARTBEAT
+        };
+        // Before the first turn: at once, so a server that nobody has reached yet is alive too.
+        let heartbeat = Some(
+            self.queued_published
+                .map_or_else(Instant::now, |t| t + refresh),
+        );
+        [
+            self.tick.as_ref().map(|t| t.next),
+            self.control.drain,
+            heartbeat,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn timers(&mut self, reactor: &mut Reactor, now: Instant) {
+        self.begin_drain(reactor);
+        let vitals = &self.mailbox.vitals;
+        vitals.turned(now, reactor.live());
+        if self
+            .queued_published
+            .is_none_or(|t| now >= t + QUEUED_REFRESH)
+        {
+            self.queued_last = reactor.queued_total();
+            vitals.set_queued_output(self.queued_last);
+            self.queued_published = Some(now);
+        }
+        if let Some(deadline) = self.control.drain {
+            if reactor.live() == 0 || now >= deadline {
+                log::info!(
+                    "repod: drain over ({} players left), stopping",
+                    reactor.live()
+                );
+                self.control.stop = true;
+            }
+        }
         let Some(tick) = self.tick.as_mut() else {
             return;
         };
@@ -622,9 +752,26 @@ impl<C: ChannelHandler> Driver for Core<C> {
             tick.next += tick.period * missed;
         }
         tick.next += tick.period;
+        self.mailbox.vitals.ticked(now);
         let (state, mut ctx) = self.ctx(reactor);
         state.on_tick(&mut ctx);
     }
+}
+
+/// Binds the first of `listen`'s addresses that can be bound.
+fn listen(reactor: &mut Reactor, listen: Listen, ws: Option<WsOptions>) -> io::Result<SocketAddr> {
+    let addrs = listen
+        .addrs
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut last_err = None;
+    for a in addrs {
+        match reactor.listen(a, ws.clone(), listen.reuse_port, listen.proxy) {
+            Ok(local) => return Ok(local),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
 }
 
 /// A game server. See the [module documentation](self).
@@ -652,7 +799,7 @@ impl<C: ChannelHandler + Default> Server<C> {
     /// # Errors
     ///
     /// The address does not resolve, or cannot be bound.
-    pub fn bind(addr: impl ToSocketAddrs, state: C::Server) -> io::Result<Self> {
+    pub fn bind(addr: impl BindAddr, state: C::Server) -> io::Result<Self> {
         Self::bind_with(addr, state, |_, _, _| C::default())
     }
 }
@@ -665,33 +812,19 @@ impl<C: ChannelHandler> Server<C> {
     ///
     /// The address does not resolve, or cannot be bound.
     pub fn bind_with(
-        addr: impl ToSocketAddrs,
+        addr: impl BindAddr,
         state: C::Server,
         factory: impl FnMut(&mut C::Server, ChannelId, SocketAddr) -> C + Send + 'static,
     ) -> io::Result<Self> {
         let cfg = Config::default();
         let mut reactor = Reactor::new(cfg)?;
-        let mut last_err = None;
-        let mut bound = None;
-        for a in addr.to_socket_addrs()? {
-            match reactor.listen(a, None) {
-                Ok(local) => {
-                    bound = Some(local);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let local_addr = bound.ok_or_else(|| {
-            last_err.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
-            })
-        })?;
+        let local_addr = listen(&mut reactor, addr.into_listen(), None)?;
         log::info!("repod: listening on {local_addr}");
         let mailbox = Arc::new(Mailbox {
             commands: Mutex::new(Vec::new()),
             remote: reactor.remote(),
             max_frame_len: reactor.config().max_frame_len,
+            vitals: Vitals::new(),
         });
         Ok(Server {
             reactor,
@@ -703,10 +836,15 @@ impl<C: ChannelHandler> Server<C> {
                 control: Control {
                     stop: false,
                     local_addr: Some(local_addr),
+                    drain: None,
+                    drain_requested: None,
                 },
                 tick: None,
                 mailbox,
                 drained: Vec::new(),
+                sigterm_drain: DEFAULT_SIGTERM_DRAIN,
+                queued_published: None,
+                queued_last: 0,
             },
             local_addr,
             ws_addr: None,
@@ -735,7 +873,7 @@ impl<C: ChannelHandler> Server<C> {
     /// # Errors
     ///
     /// The address does not resolve, or cannot be bound.
-    pub fn listen_ws(&mut self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    pub fn listen_ws(&mut self, addr: impl BindAddr) -> io::Result<SocketAddr> {
         self.listen_ws_with(addr, WsOptions::default())
     }
 
@@ -747,25 +885,14 @@ impl<C: ChannelHandler> Server<C> {
     /// The address does not resolve, or cannot be bound.
     pub fn listen_ws_with(
         &mut self,
-        addr: impl ToSocketAddrs,
+        addr: impl BindAddr,
         opts: WsOptions,
     ) -> io::Result<SocketAddr> {
-        let mut last_err = None;
-        for a in addr.to_socket_addrs()? {
-            match self.reactor.listen(a, Some(opts.clone())) {
-                Ok(local) => {
-                    log::info!(
-                        "repod: listening for WebSocket on {local}{}",
-                        opts.get_path()
-                    );
-                    self.ws_addr.get_or_insert(local);
-                    return Ok(local);
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err
-            .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
+        let path = opts.get_path().to_owned();
+        let local = listen(&mut self.reactor, addr.into_listen(), Some(opts))?;
+        log::info!("repod: listening for WebSocket on {local}{path}");
+        self.ws_addr.get_or_insert(local);
+        Ok(local)
     }
 
     /// The address of the first WebSocket listener, if any.
@@ -776,10 +903,22 @@ impl<C: ChannelHandler> Server<C> {
     /// Replaces the limits and tuning (see [`Config`]); applies to connections accepted later.
     pub fn config(mut self, cfg: Config) -> Self {
         let max = cfg.max_frame_len;
+        self.core
+            .mailbox
+            .vitals
+            .set_max_connections(cfg.max_connections);
         self.reactor.set_config(cfg);
         if let Some(m) = Arc::get_mut(&mut self.core.mailbox) {
             m.max_frame_len = max;
         }
+        self
+    }
+
+    /// How long a drain begun by SIGTERM under [`launch`](Self::launch) may last (default
+    /// 30 s): the orchestrator's grace period, less a margin. SIGINT (Ctrl-C) still stops at
+    /// once.
+    pub fn drain_on_sigterm(mut self, within: Duration) -> Self {
+        self.core.sigterm_drain = within;
         self
     }
 
@@ -882,6 +1021,7 @@ impl<C: ChannelHandler> Server<C> {
     pub fn shutdown(&mut self) -> io::Result<()> {
         self.core.control.stop = true;
         self.reactor.stop_listening();
+        self.core.mailbox.vitals.set_listening(false);
         // Commands posted before the stop still run (a final broadcast, say).
         self.core.run_commands(&mut self.reactor);
         let ids: Vec<ChannelId> = self.reactor.open_ids().collect();
@@ -900,6 +1040,7 @@ impl<C: ChannelHandler> Server<C> {
             r?;
         }
         log::info!("repod: server on {} stopped", self.local_addr);
+        self.core.mailbox.vitals.set_stopped();
         Ok(())
     }
 
@@ -1000,6 +1141,18 @@ impl<C: ChannelHandler> ServerHandle<C> {
     /// Asks the server to stop gracefully; see [`Server::shutdown`].
     pub fn stop(&self) {
         self.mailbox.post(Command::Stop);
+    }
+
+    /// Asks the server to drain: stop accepting at once, serve the connected players, and stop
+    /// when the last has left or `within` has passed. See [`ServerCtx::drain`].
+    pub fn drain(&self, within: Duration) {
+        self.mailbox.post(Command::Drain(within));
+    }
+
+    /// The server's health and capacity, read without waiting for the reactor (see
+    /// [`crate::health`]).
+    pub fn health(&self) -> Health {
+        self.mailbox.vitals.read()
     }
 
     /// Runs `f` on the reactor's thread with the server state and a context: the way to read

@@ -11,10 +11,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use repod::proxy::ProxyError;
 use repod::{
     msg, BackgroundServer, Bin, ChannelCtx, ChannelHandler, ChannelId, Config, DisconnectReason,
-    Encode, Error, HandlerResult, Message, OwnedMessage, Routes, Server, ServerCtx, ServerHandle,
-    ServerHandler,
+    Encode, Error, HandlerResult, Listen, Message, OwnedMessage, Routes, Server, ServerCtx,
+    ServerHandle, ServerHandler,
 };
 
 /// Bound for anything that must happen "promptly", on a loaded 2-core machine.
@@ -48,6 +49,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::Handler(_) => "Handler",
         Error::WebSocket(_) => "WebSocket",
         Error::Handshake(_) => "Handshake",
+        Error::Proxy(_) => "Proxy",
         _ => "Other",
     }
 }
@@ -90,10 +92,29 @@ pub struct FloodStats {
     pub stopped_by: Option<&'static str>,
 }
 
+/// A connection refused before it became a channel (`ServerHandler::on_refused`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The address `on_refused` was given (the socket's: a bad header names no client).
+    pub addr: SocketAddr,
+    /// The error's [`kind`].
+    pub kind: &'static str,
+    /// The PROXY protocol case, for `Error::Proxy`.
+    pub proxy: Option<ProxyError>,
+    /// The error's `Display` text.
+    pub text: String,
+}
+
 /// Everything the probe server records; shared with the test thread.
 #[derive(Debug, Default)]
 pub struct Record {
     pub events: Vec<Ev>,
+    /// The address `ServerHandler::on_connect` was given, per channel.
+    pub addrs: Vec<(ChannelId, SocketAddr)>,
+    /// `ServerHandler::on_refused` calls.
+    pub refused: Vec<Refusal>,
+    /// `ServerHandler::on_drain` calls: the deadline each was given.
+    pub drains: Vec<Instant>,
     /// Channels the tick floods, and what happened.
     pub flood: Vec<(ChannelId, FloodStats)>,
     /// Size of each flood message's payload.
@@ -161,6 +182,8 @@ impl Shared {
 /// A channel that answers a few actions and records every hook call:
 /// - `echo`: replies with the same map, action `echo_reply`;
 /// - `whoami`: replies `{"action": "you", "slot": <slot>}`;
+/// - `peer`: replies `{"action": "peer", "addr": "<ctx.addr()>"}` (the PROXY header's address
+///   behind a balancer);
 /// - `panic`: panics with the `text` field;
 /// - `fail`: returns an application error;
 /// - `need`: reads the `n` field as an i64 (so a missing or mistyped field reaches `on_error`);
@@ -182,6 +205,11 @@ impl ChannelHandler for Probe {
         r.on("whoami", |_, ctx, _| {
             let slot = ctx.id().slot();
             ctx.send(&msg! { "action": "you", "slot": slot });
+            Ok(())
+        });
+        r.on("peer", |_, ctx, _| {
+            let addr = ctx.addr().to_string();
+            ctx.send(&msg! { "action": "peer", "addr": addr.as_str() });
             Ok(())
         });
         r.on("panic", |_, _, m| {
@@ -227,8 +255,27 @@ impl Probe {
 }
 
 impl ServerHandler<Probe> for Shared {
-    fn on_connect(&mut self, _ctx: &mut ServerCtx<'_, Probe>, id: ChannelId, _: SocketAddr) {
-        self.lock().events.push(Ev::Connect(id));
+    fn on_connect(&mut self, _ctx: &mut ServerCtx<'_, Probe>, id: ChannelId, addr: SocketAddr) {
+        let mut rec = self.lock();
+        rec.events.push(Ev::Connect(id));
+        rec.addrs.push((id, addr));
+    }
+
+    fn on_refused(&mut self, _ctx: &mut ServerCtx<'_, Probe>, addr: SocketAddr, error: &Error) {
+        let proxy = match error {
+            Error::Proxy(p) => Some(p.clone()),
+            _ => None,
+        };
+        self.lock().refused.push(Refusal {
+            addr,
+            kind: kind(error),
+            proxy,
+            text: error.to_string(),
+        });
+    }
+
+    fn on_drain(&mut self, _ctx: &mut ServerCtx<'_, Probe>, deadline: Instant) {
+        self.lock().drains.push(deadline);
     }
 
     fn on_disconnect(
@@ -320,8 +367,17 @@ pub fn start(cfg: Config) -> Probed {
 
 /// As [`start`], with a chance to set more options (a tick rate, say).
 pub fn start_with(cfg: Config, more: impl FnOnce(Server<Probe>) -> Server<Probe>) -> Probed {
+    start_on(Listen::on("127.0.0.1:0"), cfg, more)
+}
+
+/// As [`start_with`], listening as `listen` says (a PROXY protocol listener, say).
+pub fn start_on(
+    listen: Listen,
+    cfg: Config,
+    more: impl FnOnce(Server<Probe>) -> Server<Probe>,
+) -> Probed {
     let shared = Shared::default();
-    let server = Server::<Probe>::bind("127.0.0.1:0", shared.clone())
+    let server = Server::<Probe>::bind(listen, shared.clone())
         .expect("bind")
         .config(cfg);
     let server = more(server);
@@ -375,6 +431,21 @@ impl Peer {
         stream.set_read_timeout(Some(PROMPT)).unwrap();
         stream.set_nodelay(true).unwrap();
         Peer { stream }
+    }
+
+    /// Connects and writes `preamble` (a PROXY protocol header, say) at once, before any
+    /// greeting; reads nothing.
+    pub fn connect_with(addr: SocketAddr, preamble: &[u8]) -> Peer {
+        let mut p = Peer::connect(addr);
+        p.send_raw(preamble);
+        p
+    }
+
+    /// Connects, writes `preamble`, and reads the greeting.
+    pub fn greeted_with(addr: SocketAddr, preamble: &[u8]) -> Peer {
+        let mut p = Peer::connect_with(addr, preamble);
+        p.expect_greeting();
+        p
     }
 
     /// Connects and reads the greeting.
