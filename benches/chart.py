@@ -8,6 +8,12 @@
 Prints the tables (medians with min-max ranges, ratios, targets) to stdout and writes
 benches/bench.svg: one panel per headline metric, one bar per server with its median
 (thin line: min-max over the runs), and the issue's target drawn as a dashed line.
+
+Files from the WebSocket set (`SET=ws benches/run_benchmarks.sh`: servers ours_ws and
+tungstenite, with our TCP server "ours" in the same rounds) also get the WebSocket ratios,
+paired per run (WebSocket ÷ our TCP, WebSocket ÷ tokio-tungstenite), and the WebSocket
+targets; their chart goes to benches/bench-ws.svg unless --svg says otherwise, so the TCP
+chart that BENCHMARKS.md shows is not overwritten.
 Plain Python 3, no third-party packages.
 """
 
@@ -22,22 +28,40 @@ from html import escape
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-SERVERS = ["ours", "raw", "tokio", "tokio_st", "python"]
+SERVERS = ["ours", "ours_ws", "raw", "tokio", "tokio_st", "tungstenite", "tungstenite_mt", "python"]
 NAMES = {
     "ours": "repod (ours)",
+    "ours_ws": "repod WebSocket (ours)",
     "raw": "raw floor",
     "tokio": "tokio multi-thread",
     "tokio_st": "tokio current-thread",
+    "tungstenite": "tokio-tungstenite current-thread",
+    "tungstenite_mt": "tokio-tungstenite multi-thread",
     "python": "Python repod",
 }
-SHORT = {"ours": "repod", "raw": "raw", "tokio": "tokio", "tokio_st": "tokio 1T", "python": "Python"}
+SHORT = {
+    "ours": "repod",
+    "ours_ws": "repod WS",
+    "raw": "raw",
+    "tokio": "tokio",
+    "tokio_st": "tokio 1T",
+    "tungstenite": "tungstenite 1T",
+    "tungstenite_mt": "tungstenite",
+    "python": "Python",
+}
 COLORS = {
     "ours": "#e8590c",
+    "ours_ws": "#f59f00",
     "raw": "#868e96",
     "tokio": "#1c7ed6",
     "tokio_st": "#74c0fc",
+    "tungstenite": "#7048e8",
+    "tungstenite_mt": "#b197fc",
     "python": "#37b24d",
 }
+# Servers of the WebSocket set, and the TCP baselines of the main set.
+WS_SERVERS = ("ours_ws", "tungstenite", "tungstenite_mt")
+TCP_BASELINES = ("raw", "tokio", "tokio_st", "python")
 
 # (label, field, title, unit, scale, better, target(medians) -> (value, text) or None)
 def _t_rtt(field):
@@ -68,6 +92,42 @@ PANELS = [
     ("conns", "bytes_per_conn", "15,000 idle connections: RSS", "bytes/conn", 1, "lower",
      lambda m: (1024, "target <= 1 KiB")),
 ]
+
+# The WebSocket set's targets, on medians (the chart's dashed lines).
+def _t_ws_rtt(m):
+    tcp = m.get(("ours", "rtt1", "p50_us"))
+    return (tcp * 1.10, "WS target <= 1.10x repod TCP") if tcp else None
+
+
+def _t_ws_throughput(m):
+    tung = m.get(("tungstenite", "throughput", "ops_per_sec"))
+    return (2 * tung, "WS target >= 2x tungstenite 1T") if tung else None
+
+
+WS_PANELS = [
+    ("rtt1", "p50_us", "RTT p50, 1 client", "µs", 1, "lower", _t_ws_rtt),
+    ("rtt1", "p99_us", "RTT p99, 1 client", "µs", 1, "lower", None),
+    ("throughput", "ops_per_sec", "Pipelined 50 x 16 x 64 B", "k replies/s", 1e-3, "higher", _t_ws_throughput),
+    ("conns", "bytes_per_conn", "15,000 idle connections: RSS", "bytes/conn", 1, "lower",
+     lambda m: (1024, "target <= 1 KiB")),
+    ("conns", "connect_secs", "15,000 connections: connect + upgrade + greet", "s", 1, "lower", None),
+    ("rtt50", "ops_per_sec", "Ping-pong, 50 clients", "k round trips/s", 1e-3, "higher", None),
+]
+
+# WebSocket ratios: (label, field, title, better), ours_ws ÷ each of WS_VS
+WS_RATIOS = [
+    ("rtt1", "p50_us", "RTT p50, 1 client (µs)", "lower"),
+    ("rtt1", "p99_us", "RTT p99, 1 client (µs)", "lower"),
+    ("rtt1", "ops_per_sec", "RTT, 1 client (round trips/s)", "higher"),
+    ("rtt50", "ops_per_sec", "Ping-pong, 50 clients (round trips/s)", "higher"),
+    ("throughput", "ops_per_sec", "Pipelined 50 x 16 x 64 B (replies/s)", "higher"),
+    ("throughput", "p99_us", "Pipelined 50 x 16 x 64 B: p99 latency (µs)", "lower"),
+    ("fanout", "p99_us", "Fan-out: p99 latency (µs)", "lower"),
+    ("conns", "bytes_per_conn", "15,000 idle connections: RSS (bytes/conn)", "lower"),
+    ("conns", "connect_secs", "15,000 connections: connect + greet (s)", "lower"),
+]
+WS_VS = [("ours", "vs our TCP"), ("tungstenite", "vs tungstenite 1T"),
+         ("tungstenite_mt", "vs tungstenite MT")]
 
 # Columns of the Markdown tables: (label, [(field, header, format)])
 TABLES = [
@@ -177,6 +237,13 @@ def markdown(vals, med, errors, rows=()):
             n = len(vals.get((s, label, cols[0][0]), []))
             out.append(f"| {NAMES[s]} | {n} | " + " | ".join(cells) + " |")
         out.append("")
+    if any(k[0] in WS_SERVERS for k in vals):
+        out.append(ws_markdown(vals, med, rows))
+    if not any(k[0] in TCP_BASELINES for k in vals):
+        # The WebSocket set: no TCP baseline to compare "ours" with.
+        if errors:
+            out.append(failed(errors))
+        return "\n".join(out)
     # ratios
     out.append("**Ratios of medians (ours ÷ other)**\n")
     out.append("| metric | better | vs raw | vs tokio | vs tokio 1T | vs Python |")
@@ -205,10 +272,100 @@ def markdown(vals, med, errors, rows=()):
                 out.append(f"| {title} ({unit.replace('k ', '')}) | {better} | " + " | ".join(cells) + " |")
         out.append("")
     if errors:
-        out.append("**Failed runs**\n")
-        for e in errors:
-            out.append(f"- {e['server']} {e['label']} run {e['run']}: {e['error']}")
-        out.append("")
+        out.append(failed(errors))
+    return "\n".join(out)
+
+
+def failed(errors):
+    out = ["**Failed runs**\n"]
+    for e in errors:
+        out.append(f"- {e['server']} {e['label']} run {e['run']}: {e['error']}")
+    out.append("")
+    return "\n".join(out)
+
+
+def paired_with(rows, base, others, fields):
+    """{(label, field, other): [base / other per run]}: the two servers' results of the same
+    run of the same file (the same round, so the same state of the machine)."""
+    by = {}
+    for r in rows:
+        by[(r["_file"], r.get("run"), r["server"], r["label"])] = r
+    out = {}
+    for (f, run, srv, label), r in by.items():
+        if srv != base:
+            continue
+        for other in others:
+            o = by.get((f, run, other, label))
+            if not o:
+                continue
+            for lab, field in fields:
+                if lab != label:
+                    continue
+                a, b = r.get(field), o.get(field)
+                if a and b:
+                    out.setdefault((label, field, other), []).append(a / b)
+    return out
+
+
+def ratio(v):
+    """Two decimals, or two significant digits below 0.1 (e.g. 0.0029)."""
+    return f"{v:.2f}" if v >= 0.1 else f"{v:.2g}"
+
+
+def ws_markdown(vals, med, rows):
+    """The WebSocket set: ours_ws against our own TCP server and tokio-tungstenite."""
+    out = []
+    vs = [(s, h) for s, h in WS_VS if any(k[0] == s for k in vals)]
+    fields = [(l, f) for l, f, _t, _b in WS_RATIOS]
+    pairs = paired_with(rows, "ours_ws", [s for s, _ in vs], fields)
+    shown = [r for r in WS_RATIOS if ("ours_ws", r[0], r[1]) in vals]
+    if not shown or not vs:
+        return ""
+    out.append("**WebSocket: ratios of medians (repod WebSocket ÷ other)**\n")
+    out.append("| metric | better | " + " | ".join(h for _, h in vs) + " |")
+    out.append("| --- | --- |" + " --- |" * len(vs))
+    for label, field, title, better in shown:
+        ours = med[("ours_ws", label, field)]
+        cells = [ratio(ours / med[(s, label, field)]) if med.get((s, label, field)) else "—"
+                 for s, _ in vs]
+        out.append(f"| {title} | {better} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("**WebSocket: paired ratios (repod WebSocket ÷ other, median of per-run ratios "
+               "[min–max])**\n")
+    out.append("| metric | better | " + " | ".join(h for _, h in vs) + " |")
+    out.append("| --- | --- |" + " --- |" * len(vs))
+    for label, field, title, better in shown:
+        cells = []
+        for s, _ in vs:
+            v = pairs.get((label, field, s))
+            cells.append(f"{ratio(statistics.median(v))} [{ratio(min(v))}–{ratio(max(v))}] (n={len(v)})"
+                         if v else "—")
+        out.append(f"| {title} | {better} | " + " | ".join(cells) + " |")
+    out.append("")
+    # targets
+    out.append("**WebSocket targets**\n")
+    out.append("| target | measured | met? |")
+    out.append("| --- | --- | --- |")
+
+    def verdict(ok):
+        return "yes" if ok else "**no**"
+
+    v = pairs.get(("rtt1", "p50_us", "ours"))
+    if v:
+        m = statistics.median(v)
+        out.append(f"| RTT p50, 1 client, WebSocket ≤ 1.10x our TCP | paired {m:.2f}x "
+                   f"[{min(v):.2f}–{max(v):.2f}], {len(v)} runs | {verdict(m <= 1.10)} |")
+    v = pairs.get(("throughput", "ops_per_sec", "tungstenite"))
+    if v:
+        m = statistics.median(v)
+        out.append(f"| Pipelined 50 x 16 x 64 B, WebSocket ≥ 2x tokio-tungstenite | paired {m:.2f}x "
+                   f"[{min(v):.2f}–{max(v):.2f}], {len(v)} runs | {verdict(m >= 2)} |")
+    v = vals.get(("ours_ws", "conns", "bytes_per_conn"))
+    if v:
+        m = statistics.median(v)
+        out.append(f"| 15,000 idle WebSocket connections ≤ 1 KiB RSS each | {m:,.0f} bytes "
+                   f"[{min(v):,.0f}–{max(v):,.0f}], {len(v)} runs | {verdict(m <= 1024)} |")
+    out.append("")
     return "\n".join(out)
 
 
@@ -232,10 +389,11 @@ def num(v):
     return f"{v:.2f}"
 
 
-def svg(vals, med, title_note):
+def svg(vals, med, title_note, panels=PANELS,
+        title="repod echo_server vs baselines (medians, loopback)"):
     pw, ph = 360, 250  # panel size
     cols = 3
-    rows_n = (len(PANELS) + cols - 1) // cols
+    rows_n = (len(panels) + cols - 1) // cols
     top = 70
     legend_h = 30
     width, height = pw * cols + 20, top + ph * rows_n + legend_h + 10
@@ -244,11 +402,11 @@ def svg(vals, med, title_note):
         f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2}" y="26" text-anchor="middle" font-size="18" font-weight="bold">'
-        "repod echo_server vs baselines (medians, loopback)</text>",
+        f"{escape(title)}</text>",
         f'<text x="{width / 2}" y="46" text-anchor="middle" font-size="12" fill="#555">'
         f"{escape(title_note)}</text>",
     ]
-    for i, (label, field, title, unit, scale, better, target) in enumerate(PANELS):
+    for i, (label, field, title, unit, scale, better, target) in enumerate(panels):
         px = 10 + (i % cols) * pw
         py = top + (i // cols) * ph
         servers = [s for s in SERVERS if (s, label, field) in vals]
@@ -301,7 +459,11 @@ def svg(vals, med, title_note):
         o.append("</g>")
     ly = height - legend_h + 5
     lx = 20
-    for s in SERVERS:
+    present = {k[0] for k in vals}
+    # Every TCP server (as always), and the WebSocket ones that ran; the WebSocket set's chart
+    # lists only the servers it has.
+    legend = [s for s in SERVERS if s in present or (panels is PANELS and s not in WS_SERVERS)]
+    for s in legend:
         o.append(f'<rect x="{lx}" y="{ly}" width="14" height="14" fill="{COLORS[s]}"/>')
         o.append(f'<text x="{lx + 19}" y="{ly + 12}" font-size="12">{escape(NAMES[s])}</text>')
         lx += 40 + 7 * len(NAMES[s])
@@ -312,7 +474,7 @@ def svg(vals, med, title_note):
 
 
 def main(argv):
-    out_svg = os.path.join(HERE, "bench.svg")
+    out_svg = None
     paths = []
     it = iter(argv)
     for a in it:
@@ -336,10 +498,20 @@ def main(argv):
     runs = max((len(v) for v in vals.values()), default=0)
     note = (f"{', '.join(os.path.basename(p) for p in paths)}: up to {runs} runs per server and scenario; "
             + ("server on CPU 0, loadgen on CPU 1" if pins == [1] else "not pinned" if pins == [0]
-               else "mixed pinning"))
+               else "server and loadgen both on CPU 0" if pins == [2] else "mixed pinning")
+            + ("; every CPU kept awake (WARM=1)" if any(r.get("warm") for r in rows) else ""))
     print(markdown(vals, med, errors, rows))
+    ws_set = any(k[0] in WS_SERVERS for k in vals) and not any(k[0] in TCP_BASELINES for k in vals)
+    if out_svg is None:
+        out_svg = os.path.join(HERE, "bench-ws.svg" if ws_set else "bench.svg")
     with open(out_svg, "w", encoding="utf-8") as f:
-        f.write(svg(vals, med, note))
+        if ws_set:
+            panels = [p for p in WS_PANELS if any((s, p[0], p[1]) in vals for s in SERVERS)]
+            f.write(svg(vals, med, note, panels,
+                        "repod echo_server over WebSocket vs tokio-tungstenite and our TCP "
+                        "(medians, loopback)"))
+        else:
+            f.write(svg(vals, med, note))
     print(f"wrote {os.path.relpath(out_svg)}", file=sys.stderr)
     return 0
 

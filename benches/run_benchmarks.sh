@@ -8,14 +8,28 @@
 #   SERVERS="ours tokio" SCENARIOS="throughput" RUNS=1 benches/run_benchmarks.sh
 #   python3 benches/chart.py                  # medians table + benches/bench.svg
 #
+#   SET=ws benches/run_benchmarks.sh          # the WebSocket set: rtt1, throughput, conns against
+#                                             # ours (TCP), ours_ws and tungstenite, same rounds
+#   python3 benches/chart.py FILE.jsonl       # + WebSocket ratios; chart in benches/bench-ws.svg
+#
 # Environment (defaults in brackets):
 #   RUNS       runs of every scenario against every server [3]
 #   DURATION   measured seconds per run [5]
-#   SERVERS    subset of: ours python tokio tokio_st raw [all]
+#   SET        tcp: the servers and scenarios below [tcp]; ws: the WebSocket set, whose
+#              defaults are SERVERS="ours ours_ws tungstenite" SCENARIOS="rtt1 throughput conns"
+#              (our own TCP runs in the same rounds, so WebSocket is paired with it)
+#   SERVERS    subset of: ours python tokio tokio_st raw [all], and the WebSocket servers
+#              ours_ws (echo_server --ws, loaded with loadgen --ws), tungstenite
+#              (baselines' tungstenite_echo: tokio current-thread + tokio-tungstenite) and
+#              tungstenite_mt (the same on the multi-thread runtime)
 #   SCENARIOS  subset of: rtt1 rtt50 throughput fanout conns [all]
 #   CONNS      connections for the conns scenario [15000]
-#   PIN        1: server on CPU 0 (taskset -c 0), loadgen on CPU 1; 0: no pinning [0]
+#   PIN        1: server on CPU 0 (taskset -c 0), loadgen on CPU 1; 2: both on CPU 0 (a
+#              ping-pong then never waits for another vCPU to wake up); 0: no pinning [0]
 #   LG_ARGS    extra loadgen options for every run, e.g. "--threads 2" []
+#   WARM       1: keep every CPU awake with a nice-19 busy loop pinned to it for the whole run,
+#              so ping-pong latency measures the code path rather than the VM's vCPU wake-ups
+#              (see BENCHMARKS.md, WebSocket); result lines then carry "warm":1 [0]
 #   OUT        result file [benches/results/<UTC timestamp>.jsonl]; the loadgen output
 #              goes next to it as .log
 #   PYTHON     interpreter for the venv [~/.pyenv/versions/3.12.1/bin/python, else python3.12]
@@ -31,13 +45,28 @@ ROOT=$PWD
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
-SERVERS=${SERVERS:-"ours python tokio tokio_st raw"}
-SCENARIOS=${SCENARIOS:-"rtt1 rtt50 throughput fanout conns"}
+SET=${SET:-tcp}
+case $SET in
+  tcp)
+    SERVERS=${SERVERS:-"ours python tokio tokio_st raw"}
+    SCENARIOS=${SCENARIOS:-"rtt1 rtt50 throughput fanout conns"}
+    ;;
+  ws)
+    SERVERS=${SERVERS:-"ours ours_ws tungstenite"}
+    SCENARIOS=${SCENARIOS:-"rtt1 throughput conns"}
+    ;;
+  *) echo "SET must be tcp or ws" >&2; exit 2 ;;
+esac
 CONNS=${CONNS:-15000}
 PIN=${PIN:-0}
 LG_ARGS=${LG_ARGS:-}
+WARM=${WARM:-0}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${OUT:-benches/results/$STAMP.jsonl}
+if [[ $SET == ws ]]; then
+  OUT=${OUT:-benches/results/$STAMP-ws.jsonl}
+else
+  OUT=${OUT:-benches/results/$STAMP.jsonl}
+fi
 LOG=${OUT%.jsonl}.log
 VENV=${VENV:-target/bench-venv}
 HOST=127.0.0.1
@@ -55,6 +84,7 @@ LOADGEN=$ROOT/target/release/examples/loadgen
 OURS=$ROOT/target/release/examples/echo_server
 TOKIO=$ROOT/benches/baselines/target/release/tokio_echo
 RAW=$ROOT/benches/baselines/target/release/raw_echo
+TUNG=$ROOT/benches/baselines/target/release/tungstenite_echo
 
 if [[ " $SERVERS " == *" python "* ]]; then
   if ! "$VENV/bin/python" -c 'import repod' 2>/dev/null; then
@@ -84,21 +114,41 @@ cleanup() {
     SERVER_PID=
   fi
 }
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+SPINNER_PIDS=()
+stop_spinners() {
+  for pid in "${SPINNER_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  SPINNER_PIDS=()
+}
+trap 'cleanup; stop_spinners' EXIT
+trap 'cleanup; stop_spinners; exit 130' INT TERM
+if [[ $WARM == 1 ]]; then
+  for cpu in $(seq 0 $(( $(nproc) - 1 ))); do
+    taskset -c "$cpu" nice -n 19 bash -c 'while :; do :; done' &
+    SPINNER_PIDS+=($!)
+  done
+fi
 
 if [[ $PIN == 1 ]]; then
   SRV_PIN=(taskset -c 0)
   LG_PIN=(taskset -c 1)
+elif [[ $PIN == 2 ]]; then
+  SRV_PIN=(taskset -c 0)
+  LG_PIN=(taskset -c 0)
 else
   SRV_PIN=()
   LG_PIN=()
 fi
 
-# start_server NAME PORT: starts it in the background, sets SERVER_PID, waits for
-# "listening on".
+# Servers loaded over WebSocket (loadgen --ws).
+is_ws() { [[ $1 == ours_ws || $1 == tungstenite || $1 == tungstenite_mt ]]; }
+
+# start_server NAME PORT: starts it in the background, sets SERVER_PID, waits for its ready
+# line ("listening on"; for ours_ws "websocket on", printed once the WebSocket port is bound).
 start_server() {
-  local name=$1 port=$2 out
+  local name=$1 port=$2 out ready='^listening on'
   out=$(mktemp)
   case $name in
     ours) "${SRV_PIN[@]}" "$OURS" "$HOST" "$port" >"$out" 2>&1 & ;;
@@ -107,11 +157,17 @@ start_server() {
     tokio) "${SRV_PIN[@]}" "$TOKIO" "$HOST" "$port" >"$out" 2>&1 & ;;
     tokio_st) "${SRV_PIN[@]}" "$TOKIO" "$HOST" "$port" --single-thread >"$out" 2>&1 & ;;
     raw) "${SRV_PIN[@]}" "$RAW" "$HOST" "$port" >"$out" 2>&1 & ;;
+    # The same echo_server as "ours", with its TCP port left to the kernel (port 0) and the
+    # WebSocket port on $port.
+    ours_ws) "${SRV_PIN[@]}" "$OURS" "$HOST" 0 --ws "$port" >"$out" 2>&1 &
+      ready='^websocket on' ;;
+    tungstenite) "${SRV_PIN[@]}" "$TUNG" "$HOST" "$port" >"$out" 2>&1 & ;;
+    tungstenite_mt) "${SRV_PIN[@]}" "$TUNG" "$HOST" "$port" --multi-thread >"$out" 2>&1 & ;;
     *) echo "unknown server $name" >&2; exit 2 ;;
   esac
   SERVER_PID=$!
   for _ in $(seq 200); do
-    if grep -q '^listening on' "$out"; then
+    if grep -q "$ready" "$out"; then
       rm -f "$out"
       return 0
     fi
@@ -141,7 +197,7 @@ scenario_args() {
 SRC_NET=$((RANDOM % 200 + 20))
 
 # --- runs ------------------------------------------------------------------------------
-log "== $(date -u +%FT%TZ) RUNS=$RUNS DURATION=$DURATION PIN=$PIN LG_ARGS='$LG_ARGS'"
+log "== $(date -u +%FT%TZ) SET=$SET RUNS=$RUNS DURATION=$DURATION PIN=$PIN WARM=$WARM LG_ARGS='$LG_ARGS'"
 log "   servers: $SERVERS; scenarios: $SCENARIOS; results: $OUT"
 START=$SECONDS
 for run in $(seq "$RUNS"); do
@@ -158,6 +214,7 @@ for run in $(seq "$RUNS"); do
       start_server "$srv" "$PORT" || continue
       # shellcheck disable=SC2046
       args=$(scenario_args "$scen")
+      if is_ws "$srv"; then args="$args --ws"; fi
       log "-- run $run/$RUNS $scen $srv (port $PORT, pid $SERVER_PID): loadgen $args $LG_ARGS"
       set +e
       # shellcheck disable=SC2086
@@ -167,6 +224,7 @@ for run in $(seq "$RUNS"); do
       printf '%s\n' "$res" >>"$LOG"
       line=$(printf '%s\n' "$res" | grep '^RESULT ' | tail -1 || true)
       prefix="\"server\":\"$srv\",\"label\":\"$scen\",\"run\":$run,\"pin\":$PIN"
+      if [[ $WARM == 1 ]]; then prefix="$prefix,\"warm\":1"; fi
       if [[ $rc == 0 && -n $line ]]; then
         printf '{%s,%s\n' "$prefix" "${line#RESULT \{}" >>"$OUT"
         printf '%s\n' "$res" | grep -E 'latency|/s|growth' | sed 's/^/   /' >&2 || true

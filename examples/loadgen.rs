@@ -9,7 +9,17 @@
 //!
 //! This example deliberately uses only `mio`, `rmp` and `std` (not the
 //! `repod` API), so it can load any implementation of the protocol: repod,
-//! the baselines in `benches/baselines/`, or the Python library.
+//! the baselines in `benches/baselines/`, or the Python library. Over
+//! WebSocket (`--ws`, `--url`) it also uses repod's sans-IO codec,
+//! `repod::ws` (the upgrade request and response, frame encoding and
+//! decoding), which is plain RFC 6455 and talks to any WebSocket server.
+//!
+//! WebSocket: with `--ws` (or `--url ws://HOST:PORT/PATH`) every scenario
+//! runs over WebSocket instead: each connection sends the HTTP upgrade
+//! request, checks the `101` answer, then every message is one masked binary
+//! frame holding the msgpack map (no length prefix); the server's frames are
+//! unmasked binary frames, and its greeting follows the upgrade as on TCP.
+//! Pings are answered; a close frame counts as the server closing.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- SCENARIO [options]
@@ -51,6 +61,8 @@
 //!                        for a free port at bind() slows down a lot as they
 //!                        pile up (tens of seconds for 15,000 connections)
 //!   --raw                count any frame carrying our seq as an echo reply
+//!   --ws                 speak WebSocket to --addr, path `/`
+//!   --url ws://H:P/PATH  speak WebSocket to this URL (sets --addr from H:P)
 //! ```
 //!
 //! Echo replies are matched by their `seq` field; both `echo_reply` and an
@@ -72,24 +84,30 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::ops::ControlFlow;
 use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use repod::ws::handshake::{client_key, parse_response, write_request};
+use repod::ws::{encode_frame, MaskKeys, Opcode, Role, WsDecoder, WsEvent, WsUrl};
 use rmp::Marker;
 use socket2::{Domain, Protocol, Socket, Type};
 
 const USAGE: &str =
     "usage: loadgen rtt|throughput|fanout|conns [--addr HOST:PORT] [--duration SECS] \
 [--clients N] [--size BYTES] [--window W] [--rate R] [--count N] [--conns N] [--pid PID] \
-[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--sources K] [--source-from IP] [--raw]";
+[--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--sources K] [--source-from IP] [--raw] \
+[--ws | --url ws://HOST:PORT/PATH]";
 
 /// Shared read buffer per thread.
 const READ_BUF: usize = 256 * 1024;
 /// A frame announcing more than this is treated as a protocol error.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Largest `101 Switching Protocols` answer accepted (WebSocket).
+const MAX_UPGRADE_RESPONSE: usize = 16 * 1024;
 
 // ---------------------------------------------------------------------------
 // Clock
@@ -142,6 +160,8 @@ struct Config {
     /// Source addresses connections are spread over; empty = kernel's choice.
     sources: Vec<IpAddr>,
     raw: bool,
+    /// WebSocket instead of length-prefixed TCP: the URL of the upgrade request.
+    ws: Option<WsUrl>,
 }
 
 fn parse_args() -> Result<Config, String> {
@@ -185,7 +205,9 @@ fn parse_args() -> Result<Config, String> {
         timeout: Duration::from_secs(60),
         sources: Vec::new(),
         raw: false,
+        ws: None,
     };
+    let mut ws_flag = false;
     let mut sources: Option<usize> = None;
     let mut source_from: Option<Ipv4Addr> = None;
     fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -226,9 +248,27 @@ fn parse_args() -> Result<Config, String> {
             "--sources" => sources = Some(value(&flag, args.next())?),
             "--source-from" => source_from = Some(value(&flag, args.next())?),
             "--raw" => cfg.raw = true,
+            "--ws" => ws_flag = true,
+            "--url" => {
+                let u: String = value(&flag, args.next())?;
+                let url = WsUrl::parse(&u)?.ok_or_else(|| format!("--url {u}: not a ws:// URL"))?;
+                cfg.addr = (url.host.as_str(), url.port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("--url {u}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("--url {u}: no address"))?;
+                cfg.ws = Some(url);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if ws_flag && cfg.ws.is_none() {
+        cfg.ws = Some(WsUrl {
+            host: cfg.addr.ip().to_string(),
+            port: cfg.addr.port(),
+            path: "/".into(),
+        });
     }
     if scenario == Scenario::Rtt {
         cfg.window = 1;
@@ -370,7 +410,7 @@ struct Msg {
     action: Action,
     seq: Option<u64>,
     t: Option<u64>,
-    /// Whole frame including the length prefix.
+    /// Whole frame including the length prefix (WebSocket: the frame header).
     wire_len: usize,
 }
 
@@ -543,9 +583,16 @@ fn split_frames(buf: &[u8], out: &mut Vec<Msg>) -> io::Result<usize> {
 
 /// Append one frame `{"action", "seq", "t", "payload"}` to `out`.
 fn push_request(out: &mut Vec<u8>, action: &str, seq: u64, t: u64, payload: &[u8]) {
-    const VEC_WRITE: &str = "writing to a Vec cannot fail";
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
+    encode_request(out, action, seq, t, payload);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Append the msgpack map `{"action", "seq", "t", "payload"}` to `out`.
+fn encode_request(out: &mut Vec<u8>, action: &str, seq: u64, t: u64, payload: &[u8]) {
+    const VEC_WRITE: &str = "writing to a Vec cannot fail";
     rmp::encode::write_map_len(out, 4).expect(VEC_WRITE);
     rmp::encode::write_str(out, "action").expect(VEC_WRITE);
     rmp::encode::write_str(out, action).expect(VEC_WRITE);
@@ -555,8 +602,69 @@ fn push_request(out: &mut Vec<u8>, action: &str, seq: u64, t: u64, payload: &[u8
     rmp::encode::write_uint(out, t).expect(VEC_WRITE);
     rmp::encode::write_str(out, "payload").expect(VEC_WRITE);
     rmp::encode::write_bin(out, payload).expect(VEC_WRITE);
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Length of the header of an unmasked WebSocket frame with `len` payload bytes.
+fn ws_header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
+    }
+}
+
+/// A WebSocket connection's state on top of its TCP stream.
+struct WsConn {
+    /// `Sec-WebSocket-Key` of the upgrade request, until the `101` answer is checked.
+    key: Option<[u8; 24]>,
+    /// Frames from the server (the upgrade answer gathers in `Client::pending` before).
+    decoder: WsDecoder,
+    /// Masking keys of our frames.
+    keys: MaskKeys,
+    /// The msgpack map of the frame being sent, before it is masked into `wbuf`.
+    map: Vec<u8>,
+}
+
+impl WsConn {
+    /// Queues the upgrade request for `url` in `wbuf`.
+    fn start(url: &WsUrl, keys: MaskKeys, wbuf: &mut Vec<u8>) -> Self {
+        let key = client_key();
+        write_request(wbuf, url, &key);
+        WsConn {
+            key: Some(key),
+            decoder: WsDecoder::new(Role::Client, MAX_FRAME),
+            keys,
+            map: Vec::new(),
+        }
+    }
+
+    /// Decodes `input` (frames, after the upgrade) into `out`; pongs for pings go to `wbuf`.
+    /// Returns `Ok(true)` once the server sent a close frame.
+    fn decode(
+        &mut self,
+        input: &mut [u8],
+        wbuf: &mut Vec<u8>,
+        out: &mut Vec<Msg>,
+    ) -> io::Result<bool> {
+        let WsConn { decoder, keys, .. } = self;
+        decoder
+            .decode(input, |event| {
+                match event {
+                    WsEvent::Binary(p) => {
+                        let mut m = parse_msg(p);
+                        m.wire_len = p.len() + ws_header_len(p.len());
+                        out.push(m);
+                    }
+                    WsEvent::Ping(p) => {
+                        encode_frame(wbuf, Opcode::Pong, true, p, Some(keys.next_key()))
+                    }
+                    WsEvent::Text(_) | WsEvent::Pong(_) | WsEvent::Close { .. } => {}
+                }
+                ControlFlow::Continue(())
+            })
+            .map_err(|e| io::Error::new(ErrorKind::InvalidData, format!("websocket: {e}")))?;
+        Ok(decoder.is_closed())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -573,9 +681,25 @@ struct Client {
     /// Requests sent / next reply sequence expected (echo scenarios).
     sent: u64,
     expect: u64,
+    /// Some: WebSocket (`--ws`); None: length-prefixed frames over TCP.
+    ws: Option<Box<WsConn>>,
 }
 
 impl Client {
+    /// Queues one request `{"action", "seq", "t", "payload"}`: a length-prefixed frame on TCP,
+    /// a masked binary frame on WebSocket.
+    fn push_request(&mut self, action: &str, seq: u64, t: u64, payload: &[u8]) {
+        match &mut self.ws {
+            None => push_request(&mut self.wbuf, action, seq, t, payload),
+            Some(ws) => {
+                ws.map.clear();
+                encode_request(&mut ws.map, action, seq, t, payload);
+                let mask = ws.keys.next_key();
+                encode_frame(&mut self.wbuf, Opcode::Binary, true, &ws.map, Some(mask));
+            }
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
@@ -607,7 +731,11 @@ impl Client {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            if self.pending.is_empty() {
+            if self.ws.is_some() {
+                if self.ws_input(&mut scratch[..n], out)? {
+                    return Ok(true);
+                }
+            } else if self.pending.is_empty() {
                 let used = split_frames(&scratch[..n], out)?;
                 self.pending.extend_from_slice(&scratch[used..n]);
             } else {
@@ -621,6 +749,35 @@ impl Client {
                 return Ok(false);
             }
         }
+    }
+
+    /// WebSocket input: the upgrade answer first (gathered in `pending`, released once
+    /// checked), then frames, decoded in place. Returns `Ok(true)` once the server closed.
+    fn ws_input(&mut self, input: &mut [u8], out: &mut Vec<Msg>) -> io::Result<bool> {
+        let ws = self.ws.as_mut().expect("a WebSocket client");
+        let queued = self.wbuf.len();
+        let closed = if let Some(key) = ws.key {
+            self.pending.extend_from_slice(input);
+            let len = match parse_response(&self.pending, &key, MAX_UPGRADE_RESPONSE) {
+                Ok(None) => return Ok(false),
+                Ok(Some(len)) => len,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("websocket upgrade: {e}"),
+                    ))
+                }
+            };
+            ws.key = None;
+            let mut rest = std::mem::take(&mut self.pending);
+            ws.decode(&mut rest[len..], &mut self.wbuf, out)?
+        } else {
+            ws.decode(input, &mut self.wbuf, out)?
+        };
+        if self.wbuf.len() > queued {
+            self.flush()?; // pongs
+        }
+        Ok(closed)
     }
 
     /// Handle one readiness event. Returns `Ok(true)` if the peer closed.
@@ -699,10 +856,13 @@ impl Worker {
     }
 
     /// Open `n` connections, at most `batch` waiting for their greeting at a
-    /// time, and wait until every one is greeted.
+    /// time, and wait until every one is greeted (over WebSocket when `ws` is
+    /// given: the upgrade request is queued at once and sent when connected).
+    #[allow(clippy::too_many_arguments)]
     fn connect_all(
         &mut self,
         addr: SocketAddr,
+        ws: Option<&WsUrl>,
         sources: &[IpAddr],
         n: usize,
         batch: usize,
@@ -722,14 +882,17 @@ impl Worker {
                     token,
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
+                let mut wbuf = Vec::new();
+                let ws = ws.map(|url| Box::new(WsConn::start(url, MaskKeys::from_os(), &mut wbuf)));
                 self.clients.push(Client {
                     stream,
                     pending: Vec::new(),
-                    wbuf: Vec::new(),
+                    wbuf,
                     wpos: 0,
                     greeted: false,
                     sent: 0,
                     expect: 0,
+                    ws,
                 });
             }
             let now = Instant::now();
@@ -827,7 +990,14 @@ fn run_threads(cfg: &Config, body: fn(&Config, &mut Worker, usize) -> io::Result
                     let n = cfg.clients / cfg.threads + usize::from(t < cfg.clients % cfg.threads);
                     let mut worker = Worker::new().unwrap_or_else(|e| die(e));
                     worker
-                        .connect_all(cfg.addr, &cfg.sources, n, cfg.connect_batch, setup_deadline)
+                        .connect_all(
+                            cfg.addr,
+                            cfg.ws.as_ref(),
+                            &cfg.sources,
+                            n,
+                            cfg.connect_batch,
+                            setup_deadline,
+                        )
                         .unwrap_or_else(|e| die(e));
                     if barrier.wait().is_leader() {
                         println!(
@@ -858,7 +1028,7 @@ fn echo_body(cfg: &Config, w: &mut Worker, _thread: usize) -> io::Result<Stats> 
     let mut outstanding: u64 = 0;
     for c in w.clients.iter_mut() {
         for _ in 0..(cfg.window as u64).min(cfg.count) {
-            push_request(&mut c.wbuf, "echo", c.sent, now_ns(), &payload);
+            c.push_request("echo", c.sent, now_ns(), &payload);
             c.sent += 1;
             outstanding += 1;
         }
@@ -912,7 +1082,7 @@ fn echo_body(cfg: &Config, w: &mut Worker, _thread: usize) -> io::Result<Stats> 
                     if c.sent >= cfg.count {
                         break;
                     }
-                    push_request(&mut c.wbuf, "echo", c.sent, t, &payload);
+                    c.push_request("echo", c.sent, t, &payload);
                     c.sent += 1;
                     outstanding += 1;
                 }
@@ -953,13 +1123,7 @@ fn fanout_body(cfg: &Config, w: &mut Worker, thread: usize) -> io::Result<Stats>
         if sender && now < end && st.broadcasts_sent < cfg.count {
             let c = &mut w.clients[0];
             while next_send <= now && st.broadcasts_sent < cfg.count {
-                push_request(
-                    &mut c.wbuf,
-                    "broadcast",
-                    st.broadcasts_sent,
-                    now_ns(),
-                    &payload,
-                );
+                c.push_request("broadcast", st.broadcasts_sent, now_ns(), &payload);
                 st.broadcasts_sent += 1;
                 next_send += interval;
             }
@@ -1053,6 +1217,25 @@ fn latency_json(h: &Histogram) -> String {
     )
 }
 
+/// `,"transport":"ws","url":"..."` at the end of a WebSocket run's RESULT; nothing on TCP.
+fn transport_json(cfg: &Config) -> String {
+    match &cfg.ws {
+        None => String::new(),
+        Some(u) => format!(
+            ",\"transport\":\"ws\",\"url\":\"{}\"",
+            ws_url_text(u).replace(['"', '\\'], "")
+        ),
+    }
+}
+
+fn ws_url_text(u: &WsUrl) -> String {
+    if u.host.contains(':') {
+        format!("ws://[{}]:{}{}", u.host, u.port, u.path)
+    } else {
+        format!("ws://{}:{}{}", u.host, u.port, u.path)
+    }
+}
+
 fn report_echo(cfg: &Config, st: &Stats) {
     let secs = st.elapsed.as_secs_f64();
     let ops = st.replies as f64 / secs;
@@ -1065,14 +1248,19 @@ fn report_echo(cfg: &Config, st: &Stats) {
         "replies"
     };
     println!("{what}: {} in {secs:.2}s = {ops:.0}/s", st.replies);
-    println!("reply MB/s: payload {mb:.2}, wire {wire_mb:.2} (length prefix + msgpack)");
+    let framing = if cfg.ws.is_some() {
+        "WebSocket header + msgpack"
+    } else {
+        "length prefix + msgpack"
+    };
+    println!("reply MB/s: payload {mb:.2}, wire {wire_mb:.2} ({framing})");
     print_latency("round-trip", hist);
     if st.out_of_order > 0 {
         println!("WARNING: {} replies out of sequence", st.out_of_order);
     }
     println!(
         "RESULT {{\"scenario\":\"{}\",\"addr\":\"{}\",\"clients\":{},\"threads\":{},\"window\":{},\"size\":{},\
-\"duration\":{},\"ops\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"wire_mb_per_sec\":{},{},\"out_of_order\":{}}}",
+\"duration\":{},\"ops\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"wire_mb_per_sec\":{},{},\"out_of_order\":{}{}}}",
         cfg.scenario.name(),
         cfg.addr,
         cfg.clients,
@@ -1085,7 +1273,8 @@ fn report_echo(cfg: &Config, st: &Stats) {
         json_f(mb),
         json_f(wire_mb),
         latency_json(hist),
-        st.out_of_order
+        st.out_of_order,
+        transport_json(cfg)
     );
 }
 
@@ -1106,7 +1295,7 @@ fn report_fanout(cfg: &Config, st: &Stats) {
     println!(
         "RESULT {{\"scenario\":\"fanout\",\"addr\":\"{}\",\"clients\":{},\"threads\":{},\"rate\":{},\"size\":{},\
 \"duration\":{},\"sent\":{},\"expected\":{expected},\"received\":{},\"loss\":{loss},\"ops_per_sec\":{},\
-\"mb_per_sec\":{},{}}}",
+\"mb_per_sec\":{},{}{}}}",
         cfg.addr,
         cfg.clients,
         cfg.threads,
@@ -1117,7 +1306,8 @@ fn report_fanout(cfg: &Config, st: &Stats) {
         st.replies,
         json_f(ops),
         json_f(st.payload_bytes as f64 / secs / 1e6),
-        latency_json(hist)
+        latency_json(hist),
+        transport_json(cfg)
     );
 }
 
@@ -1132,6 +1322,7 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
     let t0 = Instant::now();
     w.connect_all(
         cfg.addr,
+        cfg.ws.as_ref(),
         &cfg.sources,
         cfg.conns,
         cfg.connect_batch,
@@ -1165,7 +1356,7 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
     let opt = |v: Option<f64>| v.map_or_else(|| "null".to_string(), json_f);
     println!(
         "RESULT {{\"scenario\":\"conns\",\"addr\":\"{}\",\"conns\":{},\"connect_secs\":{},\
-\"conns_per_sec\":{},\"sources\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}}}",
+\"conns_per_sec\":{},\"sources\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}{}}}",
         cfg.addr,
         cfg.conns,
         json_f(connect_secs),
@@ -1173,7 +1364,8 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
         cfg.sources.len().max(1),
         before.map_or_else(|| "null".to_string(), |v| v.to_string()),
         after.map_or_else(|| "null".to_string(), |v| v.to_string()),
-        opt(per_conn)
+        opt(per_conn),
+        transport_json(cfg)
     );
     Ok(())
 }
@@ -1211,6 +1403,9 @@ fn main() {
             cfg.size,
             cfg.duration.as_secs_f64()
         );
+    }
+    if let Some(u) = &cfg.ws {
+        println!("transport=websocket url={}", ws_url_text(u));
     }
     match cfg.scenario {
         Scenario::Rtt | Scenario::Throughput => {
@@ -1268,5 +1463,84 @@ mod tests {
         assert_eq!(out[0].seq, Some(300));
         assert_eq!(out[0].t, Some(1 << 40));
         assert_eq!(out[0].wire_len, buf.len());
+    }
+
+    #[test]
+    fn websocket_requests_and_replies_round_trip() {
+        use repod::ws::handshake::{parse_request, write_accept};
+
+        let url = WsUrl::parse("ws://127.0.0.1:5072/").unwrap().unwrap();
+        let mut wire = Vec::new();
+        let mut ws = WsConn::start(&url, MaskKeys::new(1), &mut wire);
+        // The server's side of the upgrade, as repod's reactor does it.
+        let req = parse_request(&wire, &repod::WsOptions::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.len, wire.len());
+        let mut answer = Vec::new();
+        write_accept(&mut answer, &req.accept);
+        let key = ws.key.take().unwrap();
+        assert_eq!(
+            parse_response(&answer, &key, MAX_UPGRADE_RESPONSE),
+            Ok(Some(answer.len()))
+        );
+
+        // Our requests: one masked binary frame per map, no length prefix.
+        let mut client = Vec::new();
+        for (seq, size) in [(7u64, 64usize), (8, 200), (9, 70_000)] {
+            ws.map.clear();
+            encode_request(&mut ws.map, "echo", seq, 1 << 33, &vec![3; size]);
+            encode_frame(
+                &mut client,
+                Opcode::Binary,
+                true,
+                &ws.map,
+                Some(ws.keys.next_key()),
+            );
+        }
+        let mut server = WsDecoder::new(Role::Server, MAX_FRAME);
+        let mut got = Vec::new();
+        server
+            .decode(&mut client, |e| {
+                if let WsEvent::Binary(p) = e {
+                    let m = parse_msg(p);
+                    got.push((m.seq, m.t));
+                    // The reply: unmasked, as a server sends it.
+                    let mut reply = Vec::new();
+                    encode_frame(&mut reply, Opcode::Binary, true, p, None);
+                    got.push((Some(reply.len() as u64), None));
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0], (Some(7), Some(1 << 33)));
+        assert_eq!(got[4], (Some(9), Some(1 << 33)));
+
+        // Replies split at every point decode to the same messages, with their wire lengths;
+        // a ping is answered with a masked pong.
+        let mut replies = Vec::new();
+        let mut lens = Vec::new();
+        for seq in [1u64, 2] {
+            let mut map = Vec::new();
+            encode_request(&mut map, "echo_reply", seq, 5, &[1; 150]);
+            encode_frame(&mut replies, Opcode::Binary, true, &map, None);
+            lens.push(replies.len() - lens.iter().sum::<usize>());
+        }
+        encode_frame(&mut replies, Opcode::Ping, true, b"hi", None);
+        for cut in 0..replies.len() {
+            let mut ws = WsConn::start(&url, MaskKeys::new(2), &mut Vec::new());
+            ws.key = None;
+            let (mut out, mut pong) = (Vec::new(), Vec::new());
+            let (a, b) = replies.split_at(cut);
+            ws.decode(&mut a.to_vec(), &mut pong, &mut out).unwrap();
+            ws.decode(&mut b.to_vec(), &mut pong, &mut out).unwrap();
+            assert_eq!(out.len(), 2, "cut {cut}");
+            assert!(out.iter().all(|m| m.action == Action::EchoReply));
+            assert_eq!(out[1].seq, Some(2));
+            assert_eq!(out.iter().map(|m| m.wire_len).collect::<Vec<_>>(), lens);
+            assert_eq!(pong[0], 0x8a);
+            assert_eq!(pong[1], 0x80 | 2);
+        }
     }
 }
