@@ -22,7 +22,7 @@ mod net;
 mod proc;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -93,32 +93,6 @@ fn try_whoami(to: SocketAddr) -> io::Result<(SocketAddr, SocketAddr, u32)> {
     }
     let (seen, pid) = whoami(&mut p)?;
     Ok((p.stream.local_addr()?, seen, pid))
-}
-
-/// Reads until the server ends the stream, within `limit`; returns the bytes read.
-fn read_to_end_within(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + limit;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "not closed within {limit:?} (read {got:?})"
-        );
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
 }
 
 /// Waits up to `limit` for `p` to exit; returns its status.
@@ -485,12 +459,12 @@ fn a_backend_closes_a_direct_connection_without_a_header_before_any_greeting() {
     // A repod frame first: refused at its first byte.
     let mut p = Peer::connect(addr);
     p.send(&msg! { "action": "whoami" });
-    let got = read_to_end_within(&mut p.stream, PROMPT);
+    let got = net::read_to_end_within(&mut p.stream, PROMPT);
     assert!(got.is_empty(), "sent {got:?} to a client without a header");
     // A repod client waits for the greeting and sends nothing: closed at the header time limit
     // (5 s by default), again with not one byte.
     let mut q = Peer::connect(addr);
-    let got = read_to_end_within(&mut q.stream, Duration::from_secs(20));
+    let got = net::read_to_end_within(&mut q.stream, Duration::from_secs(20));
     assert!(got.is_empty(), "sent {got:?} to a silent client");
     // A client behind a valid header is served, and named by it.
     let header = b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 5071\r\n";

@@ -225,36 +225,10 @@ fn peer_addr_of(p: &mut Peer) -> SocketAddr {
     reply.message().str("addr").unwrap().parse().unwrap()
 }
 
-/// Reads until the server ends the stream; returns every byte read. Fails after `limit`.
-fn read_to_end_within(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + limit;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "the server did not close within {limit:?} (read {got:?})"
-        );
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-}
-
 /// The server closes `p` before any greeting: it reads end of stream and not one byte. Then
 /// `p` closes too (a refused connection lingers on the server until its peer closes).
 fn assert_closed_silently(mut p: Peer) {
-    let got = read_to_end_within(&mut p.stream, PROMPT);
+    let got = net::read_to_end_within(&mut p.stream, PROMPT);
     assert!(got.is_empty(), "the server sent {got:?} before closing");
 }
 
@@ -413,7 +387,7 @@ fn a_truncated_header_then_close_is_dropped_quietly_without_a_channel() {
     for (what, bytes) in &cuts {
         let mut p = Peer::connect_with(case.addr(), bytes);
         p.shutdown_write();
-        let got = read_to_end_within(&mut p.stream, PROMPT);
+        let got = net::read_to_end_within(&mut p.stream, PROMPT);
         assert!(got.is_empty(), "{what}: the server sent {got:?}");
     }
     assert_eq!(
@@ -560,7 +534,7 @@ fn a_silent_client_is_closed_at_the_time_limit() {
     let mut own = Vec::new();
     for mut p in [silent, half] {
         own.push(p.stream.local_addr().unwrap());
-        let got = read_to_end_within(&mut p.stream, Duration::from_secs(10));
+        let got = net::read_to_end_within(&mut p.stream, Duration::from_secs(10));
         assert!(got.is_empty(), "{got:?}");
     }
     case.refusal(2);
@@ -683,7 +657,7 @@ fn header_upgrade_and_frames_in_one_write_on_a_websocket_listener() {
     let nope = WsUrl::parse(&format!("ws://{ws}/nope")).unwrap().unwrap();
     write_request(&mut req, &nope, &client_key());
     p.send_raw(&req);
-    let answer = read_to_end_within(&mut p.stream, PROMPT);
+    let answer = net::read_to_end_within(&mut p.stream, PROMPT);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer:?}");
     let r = case.refusal(2);
