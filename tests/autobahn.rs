@@ -24,17 +24,17 @@
 mod autobahn;
 #[path = "support/examples.rs"]
 mod examples;
+#[path = "support/proc.rs"]
+mod proc;
 #[path = "support/python.rs"]
 mod python;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use proc::{port_of, Proc};
 
 /// Cases 1.* to 10.* in `wstest` 0.8.2 (there is no case 8).
 const EXPECTED_CASES: usize = 301;
@@ -45,89 +45,6 @@ const SUITE_LIMIT: Duration = Duration::from_secs(900);
 
 /// Bound on the server's start.
 const START: Duration = Duration::from_secs(60);
-
-/// A child process whose stdout lines are read on a thread; killed on drop.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Server {
-    fn spawn(program: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().expect("piped");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-        Server {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// Waits for a stdout line starting with `prefix` and returns the rest of it.
-    fn wait_for(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + START;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => match line.strip_prefix(prefix) {
-                    Some(rest) => return rest.to_owned(),
-                    None => seen.push(line),
-                },
-                Err(e) => panic!(
-                    "waiting for {prefix:?} from the server: {e}\nstdout: {seen:?}\n{}",
-                    self.stderr_tail()
-                ),
-            }
-        }
-    }
-
-    fn stderr_tail(&self) -> String {
-        let err = self.stderr.lock().unwrap();
-        let err = String::from_utf8_lossy(&err[err.len().saturating_sub(4000)..]).into_owned();
-        format!("--- server stderr (tail) ---\n{err}")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The port at the end of `HOST:PORT`.
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {addr:?}"))
-}
 
 /// The last `n` lines of `bytes`.
 fn tail(bytes: &[u8], n: usize) -> String {
@@ -142,8 +59,8 @@ fn ws_echo_passes_autobahn_testsuite() {
         return;
     };
 
-    let mut server = Server::spawn(&examples::path("ws_echo"), &["127.0.0.1", "0"]);
-    let port = port_of(&server.wait_for("ws_echo on "));
+    let mut server = Proc::example("ws_echo", &["127.0.0.1", "0"]);
+    let port = port_of(&server.expect_within("ws_echo on", START));
 
     let outdir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("autobahn-report");
     match fs::remove_dir_all(&outdir) {
@@ -170,7 +87,7 @@ fn ws_echo_passes_autobahn_testsuite() {
     let started = Instant::now();
     let out = wstest
         .fuzzingclient(&spec_path, SUITE_LIMIT)
-        .unwrap_or_else(|e| panic!("running wstest: {e}\n{}", server.stderr_tail()));
+        .unwrap_or_else(|e| panic!("running wstest: {e}\n{}", server.context()));
     let took = started.elapsed();
     let log = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
     assert!(
@@ -178,23 +95,19 @@ fn ws_echo_passes_autobahn_testsuite() {
         "wstest failed ({}) after {took:.0?}; its output (tail):\n{}\n{}",
         out.status,
         tail(&log, 40),
-        server.stderr_tail()
+        server.context()
     );
     assert!(
-        server
-            .child
-            .try_wait()
-            .expect("polling the server")
-            .is_none(),
+        server.is_running(),
         "ws_echo exited during the suite\n{}",
-        server.stderr_tail()
+        server.context()
     );
 
     let cases = wstest.results(&outdir).unwrap_or_else(|e| {
         panic!(
             "{e}\nwstest output (tail):\n{}\n{}",
             tail(&log, 40),
-            server.stderr_tail()
+            server.context()
         )
     });
 

@@ -16,7 +16,6 @@ mod examples;
 #[path = "support/proc.rs"]
 mod proc;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,30 +27,14 @@ use repod::{msg, Client, ClientRoutes, Listener};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn chromium() -> Option<PathBuf> {
-    let candidates = std::env::var_os("REPOD_CHROMIUM")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(["/usr/bin/chromium", "/usr/bin/chromium-browser"].map(PathBuf::from));
-    for c in candidates {
-        if c.exists() {
-            return Some(c);
-        }
-    }
-    let on_path = Command::new("chromium").arg("--version").output();
-    if on_path.is_ok_and(|o| o.status.success()) {
-        return Some(PathBuf::from("chromium"));
-    }
-    let msg = "no Chromium found (looked at $REPOD_CHROMIUM, /usr/bin/chromium, chromium on PATH)";
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{msg}: the browser tests cannot run, and CI is set"
-    );
-    let line = "=".repeat(78);
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{line}\nSKIPPING the browser tests: {msg}. `apt-get install chromium`.\n{line}"
-    );
-    None
+    proc::real_tool(
+        "Chromium",
+        "REPOD_CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        "chromium",
+        "--version",
+        "apt-get install chromium",
+    )
 }
 
 /// Starts headless Chromium on `url`, dumping the DOM once the page is done.

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use proc::{short, Proc, WAIT};
+use proc::{port_of, short, Proc, WAIT};
 use rmpv::Value;
 
 /// Bound on the whole every-type exchange (about 5 MB each way, checked in Python).
@@ -38,14 +38,6 @@ const ECHO_ALL_WAIT: Duration = Duration::from_secs(180);
 // ---------------------------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------------------------
-
-/// The port at the end of `HOST:PORT`.
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {addr:?}"))
-}
 
 /// `echo_server 127.0.0.1 0 --ws 0`, once both its ports are bound.
 struct EchoServer {

@@ -21,30 +21,14 @@ use crate::proc::Proc;
 
 /// The HAProxy binary, or `None` (after a loud notice) when there is none and `CI` is not set.
 pub fn haproxy() -> Option<PathBuf> {
-    let candidates = std::env::var_os("REPOD_HAPROXY")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"].map(PathBuf::from));
-    for c in candidates {
-        if c.exists() {
-            return Some(c);
-        }
-    }
-    let on_path = Command::new("haproxy").arg("-v").output();
-    if on_path.is_ok_and(|o| o.status.success()) {
-        return Some(PathBuf::from("haproxy"));
-    }
-    let msg = "no HAProxy found (looked at $REPOD_HAPROXY, /usr/sbin/haproxy, haproxy on PATH)";
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{msg}: the HAProxy tests cannot run, and CI is set"
-    );
-    let line = "=".repeat(78);
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{line}\nSKIPPING the HAProxy tests: {msg}. `apt-get install haproxy`.\n{line}"
-    );
-    None
+    crate::proc::real_tool(
+        "HAProxy",
+        "REPOD_HAPROXY",
+        &["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"],
+        "haproxy",
+        "-v",
+        "apt-get install haproxy",
+    )
 }
 
 /// A port that was free a moment ago on 127.0.0.1 (bound to port 0, then closed).

@@ -281,3 +281,52 @@ pub fn short(s: &str) -> &str {
         None => s,
     }
 }
+
+/// The port at the end of `HOST:PORT`.
+pub fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {addr:?}"))
+}
+
+/// A real program the tests run (Chromium, HAProxy): `$env_var` if set, else the first of
+/// `paths` that exists, else `name` if it runs from `PATH` with `version_flag`. Without it:
+/// `None` after a loud notice, so the tests skip; a panic when `CI` is set, so CI cannot pass
+/// without having run them.
+pub fn real_tool(
+    what: &str,
+    env_var: &str,
+    paths: &[&str],
+    name: &str,
+    version_flag: &str,
+    install: &str,
+) -> Option<PathBuf> {
+    let candidates = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(paths.iter().map(PathBuf::from));
+    for c in candidates {
+        if c.exists() {
+            return Some(c);
+        }
+    }
+    let on_path = Command::new(name).arg(version_flag).output();
+    if on_path.is_ok_and(|o| o.status.success()) {
+        return Some(PathBuf::from(name));
+    }
+    let msg = format!(
+        "no {what} found (looked at ${env_var}, {}, {name} on PATH)",
+        paths.join(", ")
+    );
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{msg}: the {what} tests cannot run, and CI is set"
+    );
+    let line = "=".repeat(78);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{line}\nSKIPPING the {what} tests: {msg}. `{install}`.\n{line}"
+    );
+    None
+}
