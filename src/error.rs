@@ -218,11 +218,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::PeerClosed => f.write_str("closed by peer"),
             DisconnectReason::Closed => f.write_str("closed locally"),
             DisconnectReason::ServerStopped => f.write_str("server stopped"),
-            DisconnectReason::HeartbeatTimeout(d) => write!(
-                f,
-                "no answer to heartbeats for {:.1} s",
-                d.as_secs_f64()
-            ),
+            DisconnectReason::HeartbeatTimeout(d) => {
+                write!(f, "no answer to heartbeats for {:.1} s", d.as_secs_f64())
+            }
             DisconnectReason::Error(e) => fmt::Display::fmt(e, f),
         }
     }

@@ -28,7 +28,7 @@
 //!
 //! ```python
 //! def Network__ping(self, data):
-//!     self.Send({"action": "_pong", "t": data["t"]})
+//!     self.send({"action": "_pong", "t": data["t"]})
 //! ```
 
 use crate::message::Message;

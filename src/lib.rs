@@ -126,11 +126,11 @@ pub use error::{DisconnectReason, Error, HandlerResult};
 pub use health::Health;
 pub use message::{Field, Message, OwnedMessage};
 pub use reactor::ChannelId;
-pub use stats::{ConnStats, ServerStats};
 pub use server::{
     BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
     ServerHandler,
 };
+pub use stats::{ConnStats, ServerStats};
 pub use ws::{WsError, WsOptions};
 
 /// The README's examples, compiled as doc tests so the quick start cannot rot.

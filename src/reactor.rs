@@ -36,8 +36,8 @@ use crate::encode::Encode;
 use crate::frame::{self, FrameDecoder};
 use crate::heartbeat::{self, Beat};
 use crate::msg;
-use crate::stats::{ConnStats, Counters};
 use crate::proxy::ProxyError;
+use crate::stats::{ConnStats, Counters};
 use crate::ws::codec::{self as wscodec, Opcode};
 use crate::ws::handshake::{self, WsUrl};
 use crate::ws::{MaskKeys, Role, WsDecoder, WsError, WsEvent, WsOptions};
@@ -569,12 +569,17 @@ impl Reactor {
     /// `id`'s socket addresses, local and remote (not the PROXY header's).
     pub(crate) fn socket_addrs(&self, id: ChannelId) -> Option<(SocketAddr, SocketAddr)> {
         let link = self.link(id)?;
-        Some((link.stream.local_addr().ok()?, link.stream.peer_addr().ok()?))
+        Some((
+            link.stream.local_addr().ok()?,
+            link.stream.peer_addr().ok()?,
+        ))
     }
 
     /// The kernel's smoothed RTT of `id`'s TCP connection.
     pub(crate) fn kernel_rtt(&self, id: ChannelId) -> io::Result<Duration> {
-        let link = self.link(id).ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        let link = self
+            .link(id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         crate::tcp_info::smoothed_rtt(link.stream.local_addr()?, link.stream.peer_addr()?)
     }
 
@@ -1523,7 +1528,8 @@ impl Reactor {
     /// Closes the connections that stayed silent past the heartbeat timeout, and pings the
     /// others.
     fn heartbeat_round(&mut self, now: Instant) {
-        let (Some(interval), Some(timeout)) = (self.cfg.heartbeat, self.cfg.get_heartbeat_timeout())
+        let (Some(interval), Some(timeout)) =
+            (self.cfg.heartbeat, self.cfg.get_heartbeat_timeout())
         else {
             self.beat_at = None;
             return;

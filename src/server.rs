@@ -775,7 +775,8 @@ impl<C: ChannelHandler> Driver for Core<C> {
         self.begin_drain(reactor);
         let vitals = &self.mailbox.vitals;
         vitals.turned(now, reactor.live());
-        let stats = ServerStats::compose(reactor.live(), reactor.counters(), &self.control.counters);
+        let stats =
+            ServerStats::compose(reactor.live(), reactor.counters(), &self.control.counters);
         self.mailbox.stats.publish(&stats);
         #[cfg(feature = "metrics")]
         if self.control.exported.is_none_or(|t| now >= t + HEARTBEAT) {

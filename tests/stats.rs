@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use net::{framed, payload, query, wait_for, Peer, PROMPT};
 use repod::{
-    msg, ChannelHandler, Config, Connection, ConnStats, Routes, Server, ServerCtx, ServerHandler,
+    msg, ChannelHandler, Config, ConnStats, Connection, Routes, Server, ServerCtx, ServerHandler,
 };
 
 /// Wire bytes of a frame with this payload.
@@ -40,7 +40,9 @@ fn counters_equal_the_traffic_exactly() {
         let reply = recv(&mut peer);
         let slot = repod::Message::parse(&reply).unwrap().u64("slot").unwrap() as usize;
         query(&handle, move |_, ctx| {
-            ctx.channels().map(|(id, _)| id).find(|id| id.slot() == slot)
+            ctx.channels()
+                .map(|(id, _)| id)
+                .find(|id| id.slot() == slot)
         })
         .expect("connected")
     };
@@ -100,7 +102,10 @@ fn counters_equal_the_traffic_exactly() {
     wait_for("two closes", PROMPT, || handle.stats().closed == 2);
     let t = handle.stats();
     assert_eq!((t.connections, t.accepted), (0, 2));
-    assert_eq!((t.closed_by.peer_closed, t.closed_by.closed_locally), (1, 1));
+    assert_eq!(
+        (t.closed_by.peer_closed, t.closed_by.closed_locally),
+        (1, 1)
+    );
     // From inside a handler the figures are exact at once.
     let inside = query(&handle, |_, ctx| ctx.server_stats());
     assert_eq!(inside.closed, 2);
@@ -136,7 +141,9 @@ fn a_client_counts_what_the_server_counts() {
         assert_eq!(replies, 20);
         let slot = slot.unwrap();
         let id = query(&handle, move |_, ctx| {
-            ctx.channels().map(|(id, _)| id).find(|id| id.slot() == slot)
+            ctx.channels()
+                .map(|(id, _)| id)
+                .find(|id| id.slot() == slot)
         })
         .unwrap();
         let server_side = query(&handle, move |_, ctx| ctx.stats_of(id)).unwrap();
