@@ -280,3 +280,28 @@ fn a_frozen_client_is_found_by_heartbeats_not_by_keepalive() {
     signal(&frozen_a, "-CONT");
     signal(&frozen_b, "-CONT");
 }
+
+#[test]
+fn heartbeats_work_over_websocket_too() {
+    let probe = net::start_with(heartbeat(20), |s| {
+        let mut s = s;
+        s.listen_ws("127.0.0.1:0").unwrap();
+        s
+    });
+    let url = format!("ws://{}/", probe.ws.unwrap());
+    let mut conn = Connection::connect_with(url.as_str(), repod::Mode::Stepped, heartbeat(20)).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        conn.poll(Duration::from_millis(10), |_, m| {
+            assert!(!m.action().starts_with("_p"), "heartbeats are not shown: {m:?}")
+        });
+    }
+    assert!(conn.is_connected());
+    let rtt = conn.stats().unwrap().rtt;
+    assert!(rtt.is_some_and(|r| r < Duration::from_secs(1)), "{rtt:?}");
+    let server_rtt = query(&probe.handle(), |_, ctx| {
+        let id = ctx.channels().next().unwrap().0;
+        ctx.stats_of(id).unwrap().rtt
+    });
+    assert!(server_rtt.is_some(), "the server measured the WebSocket client too");
+}
