@@ -188,6 +188,7 @@ impl Config {
     /// let cfg = Config::default()
     ///     .keepalive(Some(Keepalive::after(Duration::from_secs(20))))
     ///     .tcp_user_timeout(Some(Duration::from_secs(30)));
+    /// # drop(cfg);
     /// ```
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.keepalive = keepalive;

@@ -289,11 +289,15 @@ fn heartbeats_work_over_websocket_too() {
         s
     });
     let url = format!("ws://{}/", probe.ws.unwrap());
-    let mut conn = Connection::connect_with(url.as_str(), repod::Mode::Stepped, heartbeat(20)).unwrap();
+    let mut conn =
+        Connection::connect_with(url.as_str(), repod::Mode::Stepped, heartbeat(20)).unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(1) {
         conn.poll(Duration::from_millis(10), |_, m| {
-            assert!(!m.action().starts_with("_p"), "heartbeats are not shown: {m:?}")
+            assert!(
+                !m.action().starts_with("_p"),
+                "heartbeats are not shown: {m:?}"
+            )
         });
     }
     assert!(conn.is_connected());
@@ -303,5 +307,8 @@ fn heartbeats_work_over_websocket_too() {
         let id = ctx.channels().next().unwrap().0;
         ctx.stats_of(id).unwrap().rtt
     });
-    assert!(server_rtt.is_some(), "the server measured the WebSocket client too");
+    assert!(
+        server_rtt.is_some(),
+        "the server measured the WebSocket client too"
+    );
 }
