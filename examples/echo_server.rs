@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release --example echo_server -- 127.0.0.1 5071 [--ws 5072] [--proxy-protocol]
 //!                                               [--reuse-port] [--drain-secs 30]
+//!                                               [--keepalive-secs N] [--heartbeat-ms N]
+//!                                               [--stats-secs N]
 //! ```
 //!
 //! Prints `listening on HOST:PORT` once bound and, with `--ws WSPORT`, `websocket on
@@ -18,11 +20,20 @@
 //! - SIGTERM drains: the listening sockets close at once, connected clients are served until
 //!   they leave or `--drain-secs` (default 30) pass, then the process exits with status 0.
 //!   Ctrl-C (SIGINT) stops at once.
+//! - `--keepalive-secs N`: TCP keepalive, first probe after N idle seconds, then every
+//!   max(N/3, 1) s, three probes ([`repod::Keepalive::after`]): a vanished client is dropped
+//!   within about 2N seconds, with no help from the client.
+//! - `--heartbeat-ms N`: a heartbeat ping every N ms; a client silent for three intervals is
+//!   closed (repod clients answer by themselves; see `repod::heartbeat`).
+//! - `--stats-secs N`: every N seconds, one line
+//!   `stats: conns=A accepted=B closed=C msgs_in=D msgs_out=E bytes_in=F bytes_out=G`
+//!   (cumulative; messages are frames, the greeting and heartbeats included; bytes are wire
+//!   bytes, length prefixes included).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use repod::{msg, ChannelCtx, ChannelHandler, Listen, Routes, Server};
+use repod::{msg, ChannelCtx, ChannelHandler, Config, Keepalive, Listen, Routes, Server};
 
 struct Echo {
     addr: SocketAddr,
@@ -54,7 +65,8 @@ fn usage(why: &str) -> std::io::Error {
         std::io::ErrorKind::InvalidInput,
         format!(
             "{why}\nusage: echo_server [HOST [PORT]] [--ws WSPORT] [--proxy-protocol] \
-             [--reuse-port] [--drain-secs N]"
+             [--reuse-port] [--drain-secs N] [--keepalive-secs N] [--heartbeat-ms N] \
+             [--stats-secs N]"
         ),
     )
 }
@@ -72,6 +84,7 @@ where
 fn main() -> std::io::Result<()> {
     let mut positional = Vec::new();
     let (mut ws_port, mut proxy, mut reuse_port, mut drain_secs) = (None, false, false, 30u64);
+    let (mut keepalive, mut heartbeat, mut stats_every) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -79,6 +92,9 @@ fn main() -> std::io::Result<()> {
             "--proxy-protocol" => proxy = true,
             "--reuse-port" => reuse_port = true,
             "--drain-secs" => drain_secs = number("--drain-secs", args.next())?,
+            "--keepalive-secs" => keepalive = Some(number::<u64>(&arg, args.next())?),
+            "--heartbeat-ms" => heartbeat = Some(number::<u64>(&arg, args.next())?),
+            "--stats-secs" => stats_every = Some(number::<f64>(&arg, args.next())?),
             flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
@@ -98,11 +114,24 @@ fn main() -> std::io::Result<()> {
     };
     // The address `on_connect` saw (the PROXY header's, with --proxy-protocol), for `whoami`.
     let mut server = Server::<Echo>::bind_with(listen(port), (), |_, _, addr| Echo { addr })?
-        .drain_on_sigterm(Duration::from_secs(drain_secs));
+        .drain_on_sigterm(Duration::from_secs(drain_secs))
+        .config(
+            Config::default()
+                .keepalive(keepalive.map(|s| Keepalive::after(Duration::from_secs(s))))
+                .heartbeat(heartbeat.map(Duration::from_millis)),
+        );
     println!("listening on {host}:{}", server.local_addr().port());
     if let Some(ws_port) = ws_port {
         let bound = server.listen_ws(listen(ws_port))?;
         println!("websocket on {host}:{}", bound.port());
+    }
+    if let Some(secs) = stats_every {
+        let handle = server.handle();
+        let every = Duration::from_secs_f64(secs.max(0.01));
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            println!("stats: {}", handle.stats());
+        });
     }
     server.launch()
 }

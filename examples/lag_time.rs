@@ -1,5 +1,11 @@
 //! Application-level round-trip time: the server pings every client on a 2 Hz tick, the client
-//! answers, the server prints the RTT per client.
+//! answers, the server prints the RTT per client, beside two figures the library measures by
+//! itself: the heartbeat RTT (`ConnStats::rtt`, from `Config::heartbeat`'s pings, which every
+//! repod client answers unasked) and the kernel's smoothed RTT of the TCP connection
+//! (`TCP_INFO`, which needs nothing from the client at all).
+//!
+//! The three differ on purpose: the kernel measures the network alone; the heartbeat and the
+//! seed's own ping include the time the client took to pump (up to one 10 ms frame here).
 //!
 //! ```text
 //! cargo run --example lag_time
@@ -8,7 +14,8 @@
 use std::time::{Duration, Instant};
 
 use repod::{
-    msg, ChannelHandler, Client, ClientRoutes, Listener, Routes, Server, ServerCtx, ServerHandler,
+    msg, ChannelHandler, Client, ClientRoutes, Config, Listener, Routes, Server, ServerCtx,
+    ServerHandler,
 };
 
 #[derive(Default)]
@@ -28,10 +35,13 @@ impl ChannelHandler for Pinged {
             let sent = Duration::from_micros(m.u64("t")?);
             let rtt = ctx.server().start.elapsed().saturating_sub(sent);
             me.rtts.push(rtt);
+            let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+            let heartbeat = ctx.stats().rtt.map_or("none yet".into(), ms);
+            let kernel = ctx.kernel_rtt().map_or_else(|e| e.to_string(), ms);
             println!(
-                "[server] {} rtt {:.3} ms",
+                "[server] {} rtt {} (heartbeat {heartbeat}, kernel {kernel})",
                 ctx.addr(),
-                rtt.as_secs_f64() * 1e3
+                ms(rtt)
             );
             Ok(())
         });
@@ -68,6 +78,7 @@ fn main() -> std::io::Result<()> {
         },
     )?
     .tick_rate(2.0)
+    .config(Config::default().heartbeat(Some(Duration::from_millis(250))))
     .start_background()?;
     let mut client = Client::connect(server.local_addr(), LagClient { pongs: 0 })?;
     let deadline = Instant::now() + Duration::from_secs(10);

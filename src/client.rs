@@ -66,7 +66,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,6 +77,7 @@ use crate::dispatch::{guard, ActionTable};
 use crate::encode::Encode;
 use crate::frame::{self, HEADER_LEN};
 use crate::reactor::{Driver, Reactor, Remote};
+use crate::stats::ConnStats;
 use crate::ws::WsUrl;
 use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, OwnedMessage};
 
@@ -138,6 +140,16 @@ impl ClientCtx<'_> {
             LinkRef::Stepped(reactor, Some(id)) => reactor.is_open(*id),
             LinkRef::Stepped(_, None) => false,
             LinkRef::Background(shared) => shared.status() != CLOSED,
+        }
+    }
+
+    /// What the connection carried so far, and its heartbeat RTT; see [`crate::stats`].
+    /// `None` before a connection attempt exists. In [`Mode::Background`], as of the network
+    /// thread's last turn.
+    pub fn stats(&self) -> Option<ConnStats> {
+        match &self.link {
+            LinkRef::Stepped(reactor, id) => id.and_then(|id| reactor.conn_stats(id)),
+            LinkRef::Background(shared) => shared.stats.read(),
         }
     }
 
@@ -256,6 +268,59 @@ struct Shared {
     remote: Remote,
     max_frame_len: usize,
     max_queued_output: usize,
+    /// The connection's figures, published by the network thread once per turn.
+    stats: SharedStats,
+    /// The socket's own addresses, once connected (for the kernel's RTT).
+    addrs: OnceLock<(SocketAddr, SocketAddr)>,
+}
+
+/// A [`ConnStats`] in atomics, for a background connection.
+#[derive(Debug)]
+struct SharedStats {
+    base: Instant,
+    /// 0 until the first publication.
+    values: [AtomicU64; 7],
+}
+
+const NO_RTT: u64 = u64::MAX;
+
+impl SharedStats {
+    fn new() -> Self {
+        SharedStats {
+            base: Instant::now(),
+            values: Default::default(),
+        }
+    }
+
+    fn publish(&self, s: &ConnStats) {
+        let nanos = |t: Instant| t.saturating_duration_since(self.base).as_nanos() as u64;
+        let rtt = s.rtt.map_or(NO_RTT, |d| d.as_nanos() as u64);
+        let values = [
+            s.bytes_in,
+            s.bytes_out,
+            s.msgs_in,
+            s.msgs_out,
+            s.queued as u64,
+            nanos(s.last_received),
+            rtt,
+        ];
+        for (slot, v) in self.values.iter().zip(values) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> Option<ConnStats> {
+        let v: [u64; 7] = std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed));
+        let mut s = ConnStats::empty(self.base);
+        s.bytes_in = v[0];
+        s.bytes_out = v[1];
+        s.msgs_in = v[2];
+        s.msgs_out = v[3];
+        s.queued = v[4] as usize;
+        s.last_received = self.base + Duration::from_nanos(v[5]);
+        s.rtt = (v[6] != NO_RTT && v[6] != 0).then(|| Duration::from_nanos(v[6]));
+        Some(s)
+    }
 }
 
 impl Shared {
@@ -335,10 +400,12 @@ impl Driver for QueueDriver {
     fn connected(&mut self, reactor: &mut Reactor, id: ChannelId) {
         self.status.established = true;
         self.shared.status.store(OPEN, Ordering::Release);
+        if let Some(addrs) = reactor.socket_addrs(id) {
+            let _ = self.shared.addrs.set(addrs);
+        }
         event(&mut self.event, "socketConnect", "", None);
         self.queue_event();
         // Sends made while connecting were held by the reactor already; nothing else to do.
-        let _ = (reactor, id);
     }
 
     fn frame(&mut self, _: &mut Reactor, _: ChannelId, payload: &[u8]) {
@@ -376,9 +443,12 @@ impl Driver for QueueDriver {
         }
     }
 
-    fn timers(&mut self, _: &mut Reactor, _: Instant) {
+    fn timers(&mut self, reactor: &mut Reactor, _: Instant) {
         // Once per turn, after all reads: hand everything over under one lock.
         self.shared.push_inbox(&mut self.pending);
+        if let Some(s) = self.id.and_then(|id| reactor.conn_stats(id)) {
+            self.shared.stats.publish(&s);
+        }
     }
 }
 
@@ -582,6 +652,8 @@ impl Connection {
                     remote: reactor.remote(),
                     max_frame_len: cfg.max_frame_len,
                     max_queued_output: cfg.max_queued_output,
+                    stats: SharedStats::new(),
+                    addrs: OnceLock::new(),
                 });
                 let mut driver = QueueDriver {
                     shared: shared.clone(),
@@ -654,6 +726,38 @@ impl Connection {
         match &self.inner {
             Inner::Stepped(s) => s.id.is_some_and(|id| s.reactor.is_open(id)),
             Inner::Background(b) => b.shared.status() != CLOSED,
+        }
+    }
+
+    /// What the connection carried so far, and its heartbeat RTT (with
+    /// [`Config::heartbeat`](crate::Config::heartbeat)); see [`crate::stats`]. `None` when no
+    /// connection attempt exists (the address did not resolve). In [`Mode::Background`], as of
+    /// the network thread's last turn.
+    pub fn stats(&self) -> Option<ConnStats> {
+        match &self.inner {
+            Inner::Stepped(s) => s.id.and_then(|id| s.reactor.conn_stats(id)),
+            Inner::Background(b) => b.shared.stats.read(),
+        }
+    }
+
+    /// The kernel's smoothed round-trip time of the TCP connection (`TCP_INFO`, through one
+    /// netlink query): no protocol support needed from the server. Ask when you show it, not
+    /// per frame.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` before the connection is up or after it is gone; `Unsupported` on
+    /// systems other than Linux.
+    pub fn kernel_rtt(&self) -> io::Result<Duration> {
+        match &self.inner {
+            Inner::Stepped(s) => match s.id {
+                Some(id) => s.reactor.kernel_rtt(id),
+                None => Err(io::ErrorKind::NotConnected.into()),
+            },
+            Inner::Background(b) => match (b.shared.addrs.get(), b.shared.status()) {
+                (Some(&(local, peer)), OPEN) => crate::tcp_info::smoothed_rtt(local, peer),
+                _ => Err(io::ErrorKind::NotConnected.into()),
+            },
         }
     }
 
@@ -986,6 +1090,20 @@ impl<L: Listener> Client<L> {
     /// Whether the connection is open or still connecting.
     pub fn is_connected(&self) -> bool {
         self.conn.is_connected()
+    }
+
+    /// What the connection carried, and its heartbeat RTT; see [`Connection::stats`].
+    pub fn stats(&self) -> Option<ConnStats> {
+        self.conn.stats()
+    }
+
+    /// The kernel's smoothed RTT of the connection; see [`Connection::kernel_rtt`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::kernel_rtt`].
+    pub fn kernel_rtt(&self) -> io::Result<Duration> {
+        self.conn.kernel_rtt()
     }
 
     /// The listener.

@@ -43,6 +43,44 @@ pub struct Config {
     pub(crate) linger: Duration,
     pub(crate) read_budget: usize,
     pub(crate) nodelay: bool,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) user_timeout: Option<Duration>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) heartbeat_timeout: Option<Duration>,
+}
+
+/// TCP keepalive: after `idle` without traffic, the kernel probes the peer every `interval`, and
+/// declares the connection dead after `count` unanswered probes. A dead connection then fails
+/// with [`Error::Io`](crate::Error::Io) (`TimedOut`), at most `idle + interval * count` after
+/// the peer vanished. It needs nothing from the peer, so it works with every client, Python's
+/// included; but a frozen process whose kernel still answers (`SIGSTOP`, a hung game) passes
+/// it: heartbeats ([`Config::heartbeat`]) find that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Keepalive {
+    /// Probes after `idle`, then every `idle / 3` (at least a second), three times: a vanished
+    /// peer is found within about twice `idle`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let k = repod::Keepalive::after(Duration::from_secs(30));
+    /// assert_eq!((k.interval, k.count), (Duration::from_secs(10), 3));
+    /// ```
+    pub fn after(idle: Duration) -> Self {
+        Keepalive {
+            idle,
+            interval: (idle / 3).max(Duration::from_secs(1)),
+            count: 3,
+        }
+    }
 }
 
 /// Default maximum payload length of one frame: 8 MiB.
@@ -62,6 +100,10 @@ impl Default for Config {
             linger: Duration::from_secs(5),
             read_budget: 256 * 1024,
             nodelay: true,
+            keepalive: None,
+            user_timeout: None,
+            heartbeat: None,
+            heartbeat_timeout: None,
         }
     }
 }
@@ -134,6 +176,66 @@ impl Config {
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
+    }
+
+    /// TCP keepalive on every connection (see [`Keepalive`]). Default `None`: the operating
+    /// system's default, which on Linux is off unless the application asks (and then probes
+    /// only after two hours).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use repod::{Config, Keepalive};
+    /// let cfg = Config::default()
+    ///     .keepalive(Some(Keepalive::after(Duration::from_secs(20))))
+    ///     .tcp_user_timeout(Some(Duration::from_secs(30)));
+    /// # drop(cfg);
+    /// ```
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// `TCP_USER_TIMEOUT` (Linux): the longest sent data may stay unacknowledged before the
+    /// kernel drops the connection ([`Error::Io`](crate::Error::Io), `TimedOut`). Keepalive
+    /// finds a vanished peer while the connection is quiet; this finds it while we are
+    /// writing to it, when keepalive stays silent and retransmissions would otherwise go on for
+    /// about fifteen minutes. Default `None` (the system's behaviour). Ignored elsewhere than
+    /// Linux.
+    pub fn tcp_user_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.user_timeout = timeout;
+        self
+    }
+
+    /// Heartbeats: send every connection a ping each `interval`, and close one from which
+    /// nothing arrived within [`heartbeat_timeout`](Self::heartbeat_timeout) (three intervals
+    /// unless set) with
+    /// [`DisconnectReason::HeartbeatTimeout`](crate::DisconnectReason::HeartbeatTimeout).
+    /// Measures each connection's RTT ([`ConnStats::rtt`](crate::ConnStats::rtt)). Default
+    /// `None`. Repod peers answer by themselves; Python repod peers need a two-line handler, see
+    /// [`heartbeat`](crate::heartbeat). A silent peer is found between the timeout and the
+    /// timeout plus one interval after its last message.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cfg = repod::Config::default().heartbeat(Some(Duration::from_secs(1)));
+    /// assert_eq!(cfg.get_heartbeat_timeout(), Some(Duration::from_secs(3)));
+    /// ```
+    pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat = interval.map(|i| i.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// How long a connection may stay silent while heartbeats are on. Default three
+    /// [`heartbeat`](Self::heartbeat) intervals.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = Some(timeout);
+        self
+    }
+
+    /// See [`heartbeat_timeout`](Self::heartbeat_timeout); `None` while heartbeats are off.
+    pub fn get_heartbeat_timeout(&self) -> Option<Duration> {
+        let interval = self.heartbeat?;
+        Some(self.heartbeat_timeout.unwrap_or(interval * 3))
     }
 
     /// See [`max_frame_len`](Self::max_frame_len).

@@ -193,6 +193,11 @@ pub enum DisconnectReason {
     /// The server is stopping. Queued output is still delivered, within
     /// [`Config::linger`](crate::Config::linger).
     ServerStopped,
+    /// Heartbeats were on ([`Config::heartbeat`](crate::Config::heartbeat)) and nothing at
+    /// all arrived from the peer for this long: it vanished without closing (its network went
+    /// away, its process froze). Queued output is dropped after
+    /// [`Config::linger`](crate::Config::linger), since no one is reading it.
+    HeartbeatTimeout(Duration),
     /// A fatal error: see [`Error::is_fatal`].
     Error(Error),
 }
@@ -213,6 +218,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::PeerClosed => f.write_str("closed by peer"),
             DisconnectReason::Closed => f.write_str("closed locally"),
             DisconnectReason::ServerStopped => f.write_str("server stopped"),
+            DisconnectReason::HeartbeatTimeout(d) => {
+                write!(f, "no answer to heartbeats for {:.1} s", d.as_secs_f64())
+            }
             DisconnectReason::Error(e) => fmt::Display::fmt(e, f),
         }
     }

@@ -85,7 +85,10 @@
 //! - [`ws`]: WebSocket for browser players (the upgrade and the frame codec, with no I/O), served
 //!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses;
 //! - [`proxy`]: the PROXY protocol header, for servers behind a load balancer
-//!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators.
+//!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators;
+//! - [`heartbeat`]: finding peers that vanished without closing; [`stats`]: traffic, round-trip
+//!   times and tick timing, per connection and per server (exported to the `metrics` facade
+//!   with the feature of that name).
 //!
 //! The reactor is private: it is the only code that touches sockets.
 //!
@@ -107,14 +110,17 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod heartbeat;
 pub mod message;
 pub mod proxy;
 mod reactor;
 pub mod server;
+pub mod stats;
+mod tcp_info;
 pub mod ws;
 
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
-pub use config::{BindAddr, Config, Listen, SlowReaderPolicy};
+pub use config::{BindAddr, Config, Keepalive, Listen, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};
 pub use health::Health;
@@ -124,6 +130,7 @@ pub use server::{
     BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
     ServerHandler,
 };
+pub use stats::{ConnStats, ServerStats};
 pub use ws::{WsError, WsOptions};
 
 /// The README's examples, compiled as doc tests so the quick start cannot rot.

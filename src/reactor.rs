@@ -34,7 +34,10 @@ use slab::Slab;
 use crate::config::{Config, ProxyOptions, SlowReaderPolicy};
 use crate::encode::Encode;
 use crate::frame::{self, FrameDecoder};
+use crate::heartbeat::{self, Beat};
+use crate::msg;
 use crate::proxy::ProxyError;
+use crate::stats::{ConnStats, Counters};
 use crate::ws::codec::{self as wscodec, Opcode};
 use crate::ws::handshake::{self, WsUrl};
 use crate::ws::{MaskKeys, Role, WsDecoder, WsError, WsEvent, WsOptions};
@@ -215,6 +218,13 @@ struct Link {
     close_deadline: Option<Instant>,
     /// The listener that accepted it (server side).
     listener: usize,
+    /// What it carried, for [`ConnStats`].
+    bytes_in: u64,
+    bytes_out: u64,
+    msgs_in: u64,
+    msgs_out: u64,
+    since: Instant,
+    rtt: Option<Duration>,
 }
 
 impl Link {
@@ -284,6 +294,13 @@ pub(crate) struct Reactor {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     idle_check_at: Option<Instant>,
     linger_check_at: Option<Instant>,
+    /// The next heartbeat round (pings out, silent connections closed).
+    beat_at: Option<Instant>,
+    /// Scratch list of the links a heartbeat round visits, kept to avoid allocating.
+    beat_links: Vec<usize>,
+    /// Heartbeat stamps are microseconds since this instant.
+    epoch: Instant,
+    counters: Counters,
     now: Instant,
 }
 
@@ -328,6 +345,10 @@ impl Reactor {
             signals: None,
             idle_check_at: None,
             linger_check_at: None,
+            beat_at: None,
+            beat_links: Vec::new(),
+            epoch: Instant::now(),
+            counters: Counters::default(),
             now: Instant::now(),
         })
     }
@@ -446,6 +467,7 @@ impl Reactor {
     ) -> io::Result<ChannelId> {
         let entry = self.links.vacant_entry();
         let index = entry.key();
+        set_socket_options(&self.cfg, &stream);
         if index >= MAX_LINK_INDEX || index > u32::MAX as usize {
             return Err(io::Error::other("too many connections"));
         }
@@ -473,6 +495,12 @@ impl Reactor {
             listener: 0,
             last_rx: self.now,
             close_deadline: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            msgs_in: 0,
+            msgs_out: 0,
+            since: self.now,
+            rtt: None,
         });
         if state == State::Accepting {
             self.accepting += 1;
@@ -482,6 +510,11 @@ impl Reactor {
         if self.idle_check_at.is_none() {
             if let Some(idle) = self.cfg.idle_timeout {
                 self.idle_check_at = Some(self.now + idle / 4);
+            }
+        }
+        if self.beat_at.is_none() {
+            if let Some(interval) = self.cfg.heartbeat {
+                self.beat_at = Some(self.now + interval);
             }
         }
         Ok(ChannelId {
@@ -518,6 +551,43 @@ impl Reactor {
         self.link(id).map_or(0, Link::queued)
     }
 
+    /// What `id` carried so far.
+    pub(crate) fn conn_stats(&self, id: ChannelId) -> Option<ConnStats> {
+        let l = self.link(id)?;
+        Some(ConnStats {
+            bytes_in: l.bytes_in,
+            bytes_out: l.bytes_out,
+            msgs_in: l.msgs_in,
+            msgs_out: l.msgs_out,
+            queued: l.queued(),
+            connected_since: l.since,
+            last_received: l.last_rx,
+            rtt: l.rtt,
+        })
+    }
+
+    /// `id`'s socket addresses, local and remote (not the PROXY header's).
+    pub(crate) fn socket_addrs(&self, id: ChannelId) -> Option<(SocketAddr, SocketAddr)> {
+        let link = self.link(id)?;
+        Some((
+            link.stream.local_addr().ok()?,
+            link.stream.peer_addr().ok()?,
+        ))
+    }
+
+    /// The kernel's smoothed RTT of `id`'s TCP connection.
+    pub(crate) fn kernel_rtt(&self, id: ChannelId) -> io::Result<Duration> {
+        let link = self
+            .link(id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        crate::tcp_info::smoothed_rtt(link.stream.local_addr()?, link.stream.peer_addr()?)
+    }
+
+    /// The reactor's counters since it started.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Connections open for the application.
     pub(crate) fn live(&self) -> usize {
         self.live
@@ -551,7 +621,7 @@ impl Reactor {
         msg: &E,
     ) -> Result<usize, Error> {
         let max = self.cfg.max_frame_len;
-        self.queue(id, |out, transport| {
+        let n = self.queue(id, |out, transport| {
             let encode = |buf: &mut Vec<u8>| msg.encode(buf);
             match transport {
                 Transport::Tcp => frame::encode_frame_with(out, max, encode).map(drop),
@@ -559,13 +629,21 @@ impl Reactor {
                     .map(drop)
                     .map_err(|len| Error::FrameTooLarge { len, max }),
             }
-        })
+        })?;
+        self.count_out(id, 1);
+        Ok(n)
+    }
+
+    /// Counts `msgs` messages queued for `id`.
+    fn count_out(&mut self, id: ChannelId, msgs: u64) {
+        self.links[id.index()].msgs_out += msgs;
+        self.counters.msgs_out += msgs;
     }
 
     /// Queues bytes that are already length-prefixed frames (from another thread's handle, or
     /// a broadcast), re-framed for a WebSocket connection.
     pub(crate) fn send_framed(&mut self, id: ChannelId, framed: &[u8]) -> Result<usize, Error> {
-        self.queue(id, |out, transport| {
+        let n = self.queue(id, |out, transport| {
             match transport {
                 Transport::Tcp => out.extend_from_slice(framed),
                 ws => {
@@ -575,7 +653,9 @@ impl Reactor {
                 }
             }
             Ok(())
-        })
+        })?;
+        self.count_out(id, frame::payloads(framed).count() as u64);
+        Ok(n)
     }
 
     /// Queues bytes already framed for this connection's transport.
@@ -687,6 +767,9 @@ impl Reactor {
                 };
                 if sent.is_ok() {
                     count += 1;
+                    if !matches!(self.links[index].transport, Transport::WsClient(_)) {
+                        self.count_out(id, 1); // send_framed counted its own
+                    }
                 }
             }
         }
@@ -726,6 +809,7 @@ impl Reactor {
         }
         self.live -= 1;
         self.lingering += 1;
+        self.counters.count_close(&reason);
         // The earlier of the two: a check scheduled for a later deadline (an upgrade's) must
         // not hold this socket past its linger.
         self.linger_check_at = Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
@@ -770,6 +854,7 @@ impl Reactor {
         link.close_deadline = Some(deadline);
         self.accepting -= 1;
         self.lingering += 1;
+        self.counters.refused += 1;
         self.linger_check_at = Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
         if !link.dirty {
             link.dirty = true;
@@ -805,6 +890,7 @@ impl Reactor {
             self.accept_paused_until,
             self.idle_check_at,
             self.linger_check_at,
+            self.beat_at,
         ];
         for d in deadlines.into_iter().flatten() {
             let until = d.saturating_duration_since(now);
@@ -1003,6 +1089,7 @@ impl Reactor {
         match self.insert(stream, Some(addr), State::Open, Transport::Tcp, codec) {
             Ok(id) => {
                 log::debug!("repod: accepted {addr} as {id:?}");
+                self.counters.accepted += 1;
                 driver.accepted(self, id);
                 self.deliver_closed(driver);
             }
@@ -1034,6 +1121,8 @@ impl Reactor {
                     break;
                 }
                 Ok(n) => {
+                    link.bytes_in += n as u64;
+                    self.counters.bytes_in += n as u64;
                     if state == State::Draining {
                         // Discarded input still costs reads: charge the budget so a peer that
                         // streams after being closed cannot monopolise the reactor.
@@ -1096,7 +1185,7 @@ impl Reactor {
         let mut codec = std::mem::take(&mut self.links[index].codec);
         let result = match &mut codec {
             Codec::Frames(decoder) => decoder.decode(bytes, |payload| {
-                driver.frame(self, id, payload);
+                self.deliver(id, payload, driver);
                 if self.is_open(id) {
                     ControlFlow::Continue(())
                 } else {
@@ -1129,6 +1218,31 @@ impl Reactor {
         true
     }
 
+    /// One received frame: a heartbeat is answered or measured here, anything else goes to the
+    /// driver.
+    fn deliver(&mut self, id: ChannelId, payload: &[u8], driver: &mut impl Driver) {
+        let link = &mut self.links[id.index()];
+        link.msgs_in += 1;
+        self.counters.msgs_in += 1;
+        match heartbeat::classify(payload) {
+            None => driver.frame(self, id, payload),
+            Some(Beat::Ping(stamp)) => {
+                let _ = match stamp {
+                    Some(t) => self.send(id, &msg! { "action": heartbeat::PONG, "t": t }),
+                    None => self.send(id, &msg! { "action": heartbeat::PONG }),
+                };
+            }
+            Some(Beat::Pong(stamp)) => {
+                // Only our own stamps make sense; anything else (from the future, or garbage)
+                // is not a measurement.
+                let sent = stamp.and_then(|t| self.epoch.checked_add(Duration::from_micros(t)));
+                if let Some(rtt) = sent.and_then(|s| self.now.checked_duration_since(s)) {
+                    link.rtt = Some(rtt);
+                }
+            }
+        }
+    }
+
     fn ws_input(
         &mut self,
         id: ChannelId,
@@ -1139,7 +1253,7 @@ impl Reactor {
         let mut refused = None;
         let result = decoder.decode(bytes, |event| match event {
             WsEvent::Binary(payload) => {
-                driver.frame(self, id, payload);
+                self.deliver(id, payload, driver);
                 if self.is_open(id) {
                     ControlFlow::Continue(())
                 } else {
@@ -1245,6 +1359,7 @@ impl Reactor {
         link.last_rx = self.now;
         self.accepting -= 1;
         self.live += 1;
+        self.counters.accepted += 1;
         driver.accepted(self, id);
         rest.is_empty() || !self.is_open(id) || self.input(index, id, rest, driver)
     }
@@ -1298,6 +1413,7 @@ impl Reactor {
             }
             self.accepting -= 1;
             self.live += 1;
+            self.counters.accepted += 1;
             log::debug!("repod: {id:?} upgraded to WebSocket");
             driver.accepted(self, id);
             // Frames the client sent right behind its request.
@@ -1377,6 +1493,9 @@ impl Reactor {
                 self.idle_check_at = Some(now + idle / 4);
             }
         }
+        if self.beat_at.is_some_and(|t| now >= t) {
+            self.heartbeat_round(now);
+        }
         if self.linger_check_at.is_some_and(|t| now >= t) {
             self.linger_check_at = None;
             let mut expired = Vec::new();
@@ -1404,6 +1523,38 @@ impl Reactor {
                 self.refuse(i, err);
             }
         }
+    }
+
+    /// Closes the connections that stayed silent past the heartbeat timeout, and pings the
+    /// others.
+    fn heartbeat_round(&mut self, now: Instant) {
+        let (Some(interval), Some(timeout)) =
+            (self.cfg.heartbeat, self.cfg.get_heartbeat_timeout())
+        else {
+            self.beat_at = None;
+            return;
+        };
+        self.beat_at = Some(now + interval);
+        let mut links = std::mem::take(&mut self.beat_links);
+        links.clear();
+        links.extend(
+            self.links
+                .iter()
+                .filter(|(_, l)| l.state == State::Open)
+                .map(|(i, _)| i),
+        );
+        let stamp = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        for &i in &links {
+            let id = self.id_of(i);
+            let silent = now.saturating_duration_since(self.links[i].last_rx);
+            if silent >= timeout {
+                log::info!("repod: closing {id:?}: nothing received for {silent:?}");
+                self.close(id, DisconnectReason::HeartbeatTimeout(silent));
+            } else {
+                let _ = self.send(id, &msg! { "action": heartbeat::PING, "t": stamp });
+            }
+        }
+        self.beat_links = links;
     }
 
     fn deliver_closed(&mut self, driver: &mut impl Driver) {
@@ -1441,7 +1592,11 @@ impl Reactor {
                     let e = io::Error::from(io::ErrorKind::WriteZero);
                     return self.write_failed(index, e);
                 }
-                Ok(n) => link.out_pos += n,
+                Ok(n) => {
+                    link.out_pos += n;
+                    link.bytes_out += n as u64;
+                    self.counters.bytes_out += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.write_failed(index, e),
@@ -1497,7 +1652,7 @@ fn compact(link: &mut Link) {
 fn close_code(reason: &DisconnectReason) -> Option<u16> {
     Some(match reason {
         DisconnectReason::Closed | DisconnectReason::PeerClosed => 1000,
-        DisconnectReason::ServerStopped => 1001,
+        DisconnectReason::ServerStopped | DisconnectReason::HeartbeatTimeout(_) => 1001,
         DisconnectReason::Error(e) => match e {
             Error::Io(_) => return None,
             Error::WebSocket(w) => w.close_code(),
@@ -1529,6 +1684,27 @@ fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Keepalive and `TCP_USER_TIMEOUT`, as configured. A failure is logged, not fatal: the
+/// connection works, only without the early detection of a dead peer.
+fn set_socket_options(cfg: &Config, stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    if let Some(k) = cfg.keepalive {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(k.idle)
+            .with_interval(k.interval)
+            .with_retries(k.count);
+        if let Err(e) = socket.set_tcp_keepalive(&params) {
+            log::warn!("repod: cannot set TCP keepalive: {e}");
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(t) = cfg.user_timeout {
+        if let Err(e) = socket.set_tcp_user_timeout(Some(t)) {
+            log::warn!("repod: cannot set TCP_USER_TIMEOUT: {e}");
+        }
+    }
 }
 
 fn is_resource_exhausted(e: &io::Error) -> bool {

@@ -65,6 +65,7 @@ use crate::encode::Encode;
 use crate::frame;
 use crate::health::{Health, Vitals, HEARTBEAT};
 use crate::reactor::{Driver, Reactor, Remote};
+use crate::stats::{ConnStats, CoreCounters, Published, ServerStats};
 use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, WsOptions};
 
 /// How long a drain begun by SIGTERM may last, unless [`Server::drain_on_sigterm`] says.
@@ -223,6 +224,11 @@ struct Control {
     drain: Option<Instant>,
     /// A drain was asked for (by a handler, a handle or SIGTERM), to begin after this callback.
     drain_requested: Option<Duration>,
+    /// What the server layer counts (dropped frames, handler errors, ticks).
+    counters: CoreCounters,
+    /// When the figures last went to the `metrics` recorder.
+    #[cfg(feature = "metrics")]
+    exported: Option<Instant>,
 }
 
 /// What server hooks (and, through [`ChannelCtx`], channel handlers) can do: send, broadcast,
@@ -333,6 +339,33 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
         self.reactor.queued(id)
     }
 
+    /// What channel `id` carried so far, and its heartbeat RTT (see [`crate::stats`]).
+    /// `None` once the channel is gone.
+    pub fn stats_of(&self, id: ChannelId) -> Option<ConnStats> {
+        self.reactor.conn_stats(id)
+    }
+
+    /// The kernel's smoothed round-trip time of channel `id`'s TCP connection (`TCP_INFO`),
+    /// which needs nothing from the client. One netlink query (a few microseconds): ask it
+    /// when you show it, not per message.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` once the channel is gone; `Unsupported` on systems other than Linux.
+    pub fn kernel_rtt_of(&self, id: ChannelId) -> io::Result<Duration> {
+        self.reactor.kernel_rtt(id)
+    }
+
+    /// The server's figures so far, exact as of this moment (a handle's
+    /// [`ServerHandle::stats`] sees them as of the reactor's last turn).
+    pub fn server_stats(&self) -> ServerStats {
+        ServerStats::compose(
+            self.reactor.live(),
+            self.reactor.counters(),
+            &self.control.counters,
+        )
+    }
+
     /// Closes channel `id`: what was queued for it is still delivered; its hooks run after the
     /// current handler returns.
     pub fn close(&mut self, id: ChannelId) {
@@ -419,6 +452,25 @@ impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
         self.inner.reactor.is_open(self.id)
     }
 
+    /// What this channel carried so far, and its heartbeat RTT; see [`crate::stats`].
+    pub fn stats(&self) -> ConnStats {
+        let now = Instant::now();
+        self.inner
+            .reactor
+            .conn_stats(self.id)
+            .unwrap_or(ConnStats::empty(now))
+    }
+
+    /// The kernel's smoothed RTT of this channel's TCP connection; see
+    /// [`ServerCtx::kernel_rtt_of`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerCtx::kernel_rtt_of`].
+    pub fn kernel_rtt(&self) -> io::Result<Duration> {
+        self.inner.reactor.kernel_rtt(self.id)
+    }
+
     /// Queues `msg` to this channel's client. Returns the bytes queued (length prefix
     /// included), or 0 once the channel is closed (Python: `send`).
     pub fn send<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
@@ -474,6 +526,7 @@ struct Mailbox<C: ChannelHandler> {
     remote: Remote,
     max_frame_len: usize,
     vitals: Vitals,
+    stats: Published,
 }
 
 impl<C: ChannelHandler> Mailbox<C> {
@@ -631,6 +684,7 @@ impl<C: ChannelHandler> Driver for Core<C> {
                 Ok(m) => m,
                 Err(e) => {
                     log::warn!("repod: {id:?}: dropped a frame: {e}");
+                    ctx.control.counters.count_drop(&e);
                     return guard(|| ch.on_error(ctx, &e));
                 }
             };
@@ -640,6 +694,7 @@ impl<C: ChannelHandler> Driver for Core<C> {
                     None => ch.network_received(ctx, &msg),
                 };
                 if let Err(e) = result {
+                    ctx.control.counters.handler_errors += 1;
                     ch.on_error(ctx, &e);
                 }
             })
@@ -720,6 +775,14 @@ impl<C: ChannelHandler> Driver for Core<C> {
         self.begin_drain(reactor);
         let vitals = &self.mailbox.vitals;
         vitals.turned(now, reactor.live());
+        let stats =
+            ServerStats::compose(reactor.live(), reactor.counters(), &self.control.counters);
+        self.mailbox.stats.publish(&stats);
+        #[cfg(feature = "metrics")]
+        if self.control.exported.is_none_or(|t| now >= t + HEARTBEAT) {
+            crate::stats::export::record(&stats);
+            self.control.exported = Some(now);
+        }
         if self
             .queued_published
             .is_none_or(|t| now >= t + QUEUED_REFRESH)
@@ -752,9 +815,13 @@ impl<C: ChannelHandler> Driver for Core<C> {
             tick.next += tick.period * missed;
         }
         tick.next += tick.period;
+        let period = tick.period;
         self.mailbox.vitals.ticked(now);
+        let started = Instant::now();
         let (state, mut ctx) = self.ctx(reactor);
         state.on_tick(&mut ctx);
+        let took = started.elapsed();
+        self.control.counters.count_tick(took, period);
     }
 }
 
@@ -825,6 +892,7 @@ impl<C: ChannelHandler> Server<C> {
             remote: reactor.remote(),
             max_frame_len: reactor.config().max_frame_len,
             vitals: Vitals::new(),
+            stats: Published::new(),
         });
         Ok(Server {
             reactor,
@@ -838,6 +906,9 @@ impl<C: ChannelHandler> Server<C> {
                     local_addr: Some(local_addr),
                     drain: None,
                     drain_requested: None,
+                    counters: CoreCounters::default(),
+                    #[cfg(feature = "metrics")]
+                    exported: None,
                 },
                 tick: None,
                 mailbox,
@@ -1153,6 +1224,12 @@ impl<C: ChannelHandler> ServerHandle<C> {
     /// [`crate::health`]).
     pub fn health(&self) -> Health {
         self.mailbox.vitals.read()
+    }
+
+    /// The server's figures as of the reactor's last turn (it turns at least once a second),
+    /// read from atomics without waiting for it; see [`crate::stats`].
+    pub fn stats(&self) -> ServerStats {
+        self.mailbox.stats.snapshot()
     }
 
     /// Runs `f` on the reactor's thread with the server state and a context: the way to read

@@ -118,7 +118,11 @@ fn repod_js_test_page_passes_against_echo_server() {
     let Some(browser) = chromium() else {
         return;
     };
-    let mut echo = Proc::example("echo_server", &["127.0.0.1", "0", "--ws", "0"]);
+    // Heartbeats on: the page's clients must answer the server's pings by themselves.
+    let mut echo = Proc::example(
+        "echo_server",
+        &["127.0.0.1", "0", "--ws", "0", "--heartbeat-ms", "100"],
+    );
     let ws = echo.expect_within("websocket on", WAIT);
     let (_files, base, _) = web_chat();
     let url = format!("{base}/test.html?ws=ws://{ws}/");

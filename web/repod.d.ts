@@ -88,6 +88,14 @@ export interface ClientOptions {
   decoderOptions?: Record<string, unknown>;
   /** The WebSocket class: the global one by default; Node's `ws` package, a test double. */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
+  /**
+   * Ping the server every this many ms, measure `rtt`, and end the connection (`disconnected`)
+   * when nothing arrived for `heartbeatTimeoutMs`. Off by default; the server's pings are
+   * answered either way and never reach handlers.
+   */
+  heartbeatMs?: number;
+  /** Silence allowed while heartbeats are on; three `heartbeatMs` by default. */
+  heartbeatTimeoutMs?: number;
 }
 
 export type ClientState = "idle" | "connecting" | "open" | "closing" | "closed";
@@ -132,6 +140,8 @@ export class Client {
   readonly state: ClientState;
   /** The URL of the current or last connection. */
   readonly url: string | null;
+  /** The latest heartbeat round trip in ms (with `heartbeatMs`), or null before the first. */
+  readonly rtt: number | null;
   /** Bytes sent but not yet handed to the network (including those queued while opening). */
   readonly bufferedAmount: number;
   /** Messages waiting for `pump()`. */

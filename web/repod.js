@@ -109,6 +109,13 @@ const OPEN = 1;
  * @property {new (url: string, protocols?: string | string[]) => WebSocketLike} [WebSocket] the
  *   WebSocket class to use: the global one by default; pass Node's `ws` package, or a test
  *   double.
+ * @property {number} [heartbeatMs] send the server a heartbeat ping every this many
+ *   milliseconds, measure the round trip (`rtt`), and end the connection with a `disconnected`
+ *   event when nothing at all arrived for `heartbeatTimeoutMs`: a server that vanished without
+ *   closing (a dead network, a frozen process) is found. Off by default. Whatever this says,
+ *   the server's own pings are always answered, and never reach handlers.
+ * @property {number} [heartbeatTimeoutMs] how long the server may stay silent while heartbeats
+ *   are on; three `heartbeatMs` by default.
  */
 
 /**
@@ -135,6 +142,8 @@ const OPEN = 1;
  * @property {boolean} established the socket opened
  * @property {boolean} closing `close()` was called
  * @property {boolean} ended its final event (`error` or `disconnected`) was emitted
+ * @property {number} lastReceived when the last message arrived (`performance.now()`)
+ * @property {ReturnType<typeof setInterval> | null} beat the heartbeat timer, while open
  */
 
 /**
@@ -155,6 +164,10 @@ export class Client {
   #WebSocket;
   #encoder;
   #decoder;
+  #heartbeatMs;
+  #heartbeatTimeoutMs;
+  /** @type {number | null} */
+  #rtt = null;
 
   /**
    * @param {ClientOptions} [options]
@@ -170,6 +183,8 @@ export class Client {
     const useBigInt64 = options.useBigInt64 ?? false;
     this.#encoder = new Encoder({ useBigInt64, ...options.encoderOptions });
     this.#decoder = new Decoder({ useBigInt64, ...options.decoderOptions });
+    this.#heartbeatMs = options.heartbeatMs ?? 0;
+    this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 3 * this.#heartbeatMs;
   }
 
   /**
@@ -190,7 +205,10 @@ export class Client {
       this.#end(old, 1000, "", false);
     }
     /** @type {Link} */
-    const link = { ws: null, url: String(url), outbox: [], established: false, closing: false, ended: false };
+    const link = {
+      ws: null, url: String(url), outbox: [], established: false, closing: false, ended: false,
+      lastReceived: 0, beat: null,
+    };
     this.#link = link;
     let ws;
     try {
@@ -351,6 +369,16 @@ export class Client {
   }
 
   /**
+   * The latest heartbeat round-trip time in milliseconds (with `heartbeatMs`), or null before
+   * the first answer. It includes the time the server took to answer (at most one reactor
+   * turn).
+   * @type {number | null}
+   */
+  get rtt() {
+    return this.#rtt;
+  }
+
+  /**
    * The URL of the current (or last) connection, or null before `connect()`.
    * @type {string | null}
    */
@@ -385,7 +413,34 @@ export class Client {
     const ws = /** @type {WebSocketLike} */ (link.ws);
     for (const bytes of /** @type {Uint8Array[]} */ (link.outbox)) ws.send(bytes);
     link.outbox = null;
+    link.lastReceived = performance.now();
+    if (this.#heartbeatMs > 0) link.beat = setInterval(() => this.#heartbeat(link), this.#heartbeatMs);
     this.#emit({ action: "socketConnect" }, true);
+  }
+
+  /**
+   * One heartbeat round: end a connection that stayed silent too long, else ping it.
+   * @param {Link} link
+   */
+  #heartbeat(link) {
+    if (link !== this.#link || link.ended) return;
+    const ws = /** @type {WebSocketLike} */ (link.ws);
+    const silent = performance.now() - link.lastReceived;
+    if (silent >= this.#heartbeatTimeoutMs) {
+      // The socket may be dead for good: do not wait for a close handshake that cannot come.
+      this.#detach(link);
+      ws.close(1000);
+      link.ended = true;
+      link.outbox = null;
+      const reason = `no answer to heartbeats for ${(silent / 1000).toFixed(1)} s`;
+      this.#emit({ action: "disconnected", reason, code: 1006 }, true);
+      return;
+    }
+    if (ws.readyState === OPEN) {
+      // Microseconds, as the Rust side stamps them; only this side reads them back. Rounded
+      // down, so an answer at the same instant (a frozen test clock) reads 0, not -0.4 us.
+      ws.send(this.#encoder.encodeSharedRef({ action: "_ping", t: Math.floor(performance.now() * 1000) }));
+    }
   }
 
   /**
@@ -415,6 +470,20 @@ export class Client {
       this.#emit({ action: "error", error: "\"action\" is not a string" }, true);
       return;
     }
+    link.lastReceived = performance.now();
+    // Heartbeats are the library's business: answered or measured here, never dispatched.
+    if (msg.action === "_ping") {
+      const ws = /** @type {WebSocketLike} */ (link.ws);
+      const pong = "t" in msg ? { action: "_pong", t: msg.t } : { action: "_pong" };
+      if (ws.readyState === OPEN) ws.send(this.#encoder.encodeSharedRef(pong));
+      return;
+    }
+    if (msg.action === "_pong") {
+      const t = Number(msg.t) / 1000;
+      const rtt = performance.now() - t;
+      if (Number.isFinite(rtt) && rtt >= 0 && t > 0) this.#rtt = rtt;
+      return;
+    }
     this.#emit(msg, true);
   }
 
@@ -436,6 +505,10 @@ export class Client {
    * @param {boolean} fromSocket
    */
   #end(link, code, reason, fromSocket) {
+    if (link.beat !== null) {
+      clearInterval(link.beat);
+      link.beat = null;
+    }
     link.ended = true;
     link.outbox = null;
     const detail = `(${code}${reason ? `: ${reason}` : ""})`;
@@ -454,6 +527,10 @@ export class Client {
 
   /** @param {Link} link */
   #detach(link) {
+    if (link.beat !== null) {
+      clearInterval(link.beat);
+      link.beat = null;
+    }
     const ws = link.ws;
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;

@@ -61,6 +61,7 @@ pub fn reason_kind(r: &DisconnectReason) -> &'static str {
         DisconnectReason::PeerClosed => "PeerClosed",
         DisconnectReason::Closed => "Closed",
         DisconnectReason::ServerStopped => "ServerStopped",
+        DisconnectReason::HeartbeatTimeout(_) => "HeartbeatTimeout",
         DisconnectReason::Error(e) => kind(e),
         _ => "Other",
     }
