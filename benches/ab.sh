@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A/B of two echo_server builds, run alternately against the same loadgen scenarios, a fresh
+# server each run: the way to see what one change costs on this noisy machine (the pairs share
+# its state of the minute). Prints one RESULT line per run and the per-pair ratios B/A.
+#
+#   A=/tmp/old/target/release/examples/echo_server B=target/release/examples/echo_server \
+#     PAIRS=5 benches/ab.sh
+#
+# Environment: A, B (binaries), PAIRS [5], DURATION [5], B_ARGS (extra flags for B only, e.g.
+# "--busy-poll-us 50"), SCENARIOS ["throughput rtt"].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=${A:?path of build A}
+B=${B:?path of build B}
+PAIRS=${PAIRS:-5}
+DURATION=${DURATION:-5}
+B_ARGS=${B_ARGS:-}
+SCENARIOS=${SCENARIOS:-"throughput rtt"}
+LOADGEN=${LOADGEN:-target/release/examples/loadgen}
+PORT=7400
+run() { # bin, scenario, extra args
+  local bin=$1 scenario=$2; shift 2
+  PORT=$((PORT + 1))
+  "$bin" 127.0.0.1 $PORT "$@" >/dev/null 2>&1 &
+  local pid=$!
+  sleep 0.3
+  local out
+  case $scenario in
+    throughput) out=$($LOADGEN throughput --addr 127.0.0.1:$PORT --clients 50 --window 16 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
+    rtt) out=$($LOADGEN rtt --addr 127.0.0.1:$PORT --clients 1 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
+  esac
+  kill $pid; wait $pid 2>/dev/null || true
+  echo "$out"
+}
+metric() { # scenario, RESULT line
+  python3 -c 'import json,sys; r=json.loads(sys.argv[2].split(" ",1)[1]); print(r["ops_per_sec"] if sys.argv[1]=="throughput" else r["p50_us"])' "$1" "$2"
+}
+for scenario in $SCENARIOS; do
+  ratios=()
+  for i in $(seq "$PAIRS"); do
+    a=$(run "$A" "$scenario"); b=$(run "$B" "$scenario" $B_ARGS)
+    ma=$(metric "$scenario" "$a"); mb=$(metric "$scenario" "$b")
+    r=$(python3 -c "print(f'{$mb/$ma:.3f}')")
+    ratios+=("$r")
+    echo "$scenario pair $i: A $ma  B $mb  B/A $r"
+  done
+  python3 -c "import statistics,sys; xs=sorted(map(float,sys.argv[1:])); print(f'$scenario: median B/A {statistics.median(xs):.3f} [{xs[0]:.3f}-{xs[-1]:.3f}]')" "${ratios[@]}"
+done
