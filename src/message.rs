@@ -778,7 +778,7 @@ impl Validator<'_> {
         // The commonest values in game messages first: small integers, nil and booleans, and
         // short strings (every key) are one marker byte.
         if let Some(&b) = self.buf.get(self.pos) {
-            if b < 0x80 || b >= 0xe0 || matches!(b, 0xc0 | 0xc2 | 0xc3) {
+            if !(0x80..0xe0).contains(&b) || matches!(b, 0xc0 | 0xc2 | 0xc3) {
                 self.pos += 1;
                 return Ok(());
             }

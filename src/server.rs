@@ -1252,8 +1252,9 @@ impl<C: ChannelHandler> ServerHandle<C> {
         self.mailbox.vitals.read()
     }
 
-    /// The server's figures as of the reactor's last turn (it turns at least once a second),
-    /// read from atomics without waiting for it; see [`crate::stats`].
+    /// The server's figures, read from atomics without waiting for the reactor: they are
+    /// published at most once a millisecond, and within a millisecond of any change (an idle
+    /// reactor still publishes once a second); see [`crate::stats`].
     pub fn stats(&self) -> ServerStats {
         self.mailbox.stats.snapshot()
     }
