@@ -6,7 +6,7 @@
 //! cargo run --release --example echo_server -- 127.0.0.1 5071 [--ws 5072] [--proxy-protocol]
 //!                                               [--reuse-port] [--drain-secs 30]
 //!                                               [--keepalive-secs N] [--heartbeat-ms N]
-//!                                               [--stats-secs N]
+//!                                               [--stats-secs N] [--busy-poll-us N]
 //! ```
 //!
 //! Prints `listening on HOST:PORT` once bound and, with `--ws WSPORT`, `websocket on
@@ -29,6 +29,8 @@
 //!   `stats: conns=A accepted=B closed=C msgs_in=D msgs_out=E bytes_in=F bytes_out=G`
 //!   (cumulative; messages are frames, the greeting and heartbeats included; bytes are wire
 //!   bytes, length prefixes included).
+//! - `--busy-poll-us N`: spin up to N µs before sleeping (`Config::busy_poll`): lower latency,
+//!   more CPU.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -66,7 +68,7 @@ fn usage(why: &str) -> std::io::Error {
         format!(
             "{why}\nusage: echo_server [HOST [PORT]] [--ws WSPORT] [--proxy-protocol] \
              [--reuse-port] [--drain-secs N] [--keepalive-secs N] [--heartbeat-ms N] \
-             [--stats-secs N]"
+             [--stats-secs N] [--busy-poll-us N]"
         ),
     )
 }
@@ -85,6 +87,7 @@ fn main() -> std::io::Result<()> {
     let mut positional = Vec::new();
     let (mut ws_port, mut proxy, mut reuse_port, mut drain_secs) = (None, false, false, 30u64);
     let (mut keepalive, mut heartbeat, mut stats_every) = (None, None, None);
+    let mut busy_poll = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -95,6 +98,7 @@ fn main() -> std::io::Result<()> {
             "--keepalive-secs" => keepalive = Some(number::<u64>(&arg, args.next())?),
             "--heartbeat-ms" => heartbeat = Some(number::<u64>(&arg, args.next())?),
             "--stats-secs" => stats_every = Some(number::<f64>(&arg, args.next())?),
+            "--busy-poll-us" => busy_poll = Some(number::<u64>(&arg, args.next())?),
             flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
@@ -118,7 +122,8 @@ fn main() -> std::io::Result<()> {
         .config(
             Config::default()
                 .keepalive(keepalive.map(|s| Keepalive::after(Duration::from_secs(s))))
-                .heartbeat(heartbeat.map(Duration::from_millis)),
+                .heartbeat(heartbeat.map(Duration::from_millis))
+                .busy_poll(busy_poll.map(Duration::from_micros)),
         );
     println!("listening on {host}:{}", server.local_addr().port());
     if let Some(ws_port) = ws_port {

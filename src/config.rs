@@ -47,6 +47,7 @@ pub struct Config {
     pub(crate) user_timeout: Option<Duration>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) heartbeat_timeout: Option<Duration>,
+    pub(crate) busy_poll: Option<Duration>,
 }
 
 /// TCP keepalive: after `idle` without traffic, the kernel probes the peer every `interval`, and
@@ -104,6 +105,7 @@ impl Default for Config {
             user_timeout: None,
             heartbeat: None,
             heartbeat_timeout: None,
+            busy_poll: None,
         }
     }
 }
@@ -229,6 +231,25 @@ impl Config {
     /// [`heartbeat`](Self::heartbeat) intervals.
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
         self.heartbeat_timeout = Some(timeout);
+        self
+    }
+
+    /// Busy-poll: before the reactor sleeps, it polls without blocking for up to `spin`, so a
+    /// message that arrives meanwhile is handled by a thread that is already running. This
+    /// saves the wake-up of a sleeping thread on every message (microseconds; tens of them on a
+    /// virtual machine whose idle vCPU halted) at the price of CPU: while messages keep coming
+    /// less than `spin` apart, the reactor's core runs at 100% even when it has little to do;
+    /// an idle server still sleeps, `spin` after its last message. Default `None` (off): for
+    /// latency-critical servers on a dedicated core, with `spin` around 50 µs. BENCHMARKS.md
+    /// has the figures.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cfg = repod::Config::default().busy_poll(Some(Duration::from_micros(50)));
+    /// # drop(cfg);
+    /// ```
+    pub fn busy_poll(mut self, spin: Option<Duration>) -> Self {
+        self.busy_poll = spin;
         self
     }
 

@@ -669,6 +669,42 @@ fn value_len(buf: &[u8]) -> Option<usize> {
     Some(v.pos)
 }
 
+/// What the validator found wrong, kept small (two words) so the validator's results travel in
+/// registers; it becomes an [`Error`] once, at the end of a failed parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bad {
+    /// The byte offset (for `TooDeep`: the depth limit).
+    offset: usize,
+    kind: BadKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadKind {
+    Truncated,
+    Count,
+    Trailing,
+    Reserved,
+    Utf8,
+    TooDeep,
+}
+
+impl From<Bad> for Error {
+    fn from(b: Bad) -> Error {
+        let reason = match b.kind {
+            BadKind::Utf8 => return Error::InvalidUtf8 { offset: b.offset },
+            BadKind::TooDeep => return Error::TooDeep { max: b.offset },
+            BadKind::Truncated => "truncated",
+            BadKind::Count => "element count exceeds the bytes present",
+            BadKind::Trailing => "trailing bytes after the message",
+            BadKind::Reserved => "reserved marker 0xc1",
+        };
+        Error::InvalidMsgpack {
+            offset: b.offset,
+            reason,
+        }
+    }
+}
+
 /// Single-pass msgpack validator over an untrusted buffer. Every read is bounds-checked; work is
 /// linear in the buffer length because each element consumes at least one byte.
 struct Validator<'a> {
@@ -678,64 +714,80 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, reason: &'static str) -> Error {
-        Error::InvalidMsgpack {
+    fn err(&self, kind: BadKind) -> Bad {
+        Bad {
             offset: self.pos,
-            reason,
+            kind,
         }
     }
 
-    fn marker(&mut self) -> Result<(Marker, usize), Error> {
+    fn marker(&mut self) -> Result<(Marker, usize), Bad> {
         let at = self.pos;
-        let b = *self.buf.get(at).ok_or_else(|| self.err("truncated"))?;
+        let b = *self
+            .buf
+            .get(at)
+            .ok_or_else(|| self.err(BadKind::Truncated))?;
         self.pos += 1;
         Ok((Marker::from_u8(b), at))
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], Error> {
+    fn take(&mut self, n: usize) -> Result<&[u8], Bad> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| self.err("truncated"))?;
+            .ok_or_else(|| self.err(BadKind::Truncated))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
-    fn be(&mut self, n: usize) -> Result<usize, Error> {
+    fn be(&mut self, n: usize) -> Result<usize, Bad> {
         Ok(self
             .take(n)?
             .iter()
             .fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
     }
 
-    fn len_u16(&mut self) -> Result<usize, Error> {
+    fn len_u16(&mut self) -> Result<usize, Bad> {
         self.be(2)
     }
 
-    fn len_u32(&mut self) -> Result<usize, Error> {
+    fn len_u32(&mut self) -> Result<usize, Bad> {
         self.be(4)
     }
 
     /// Each element needs at least one byte: reject counts the rest of the buffer cannot hold,
     /// before looping over them.
-    fn plausible(&self, elements: usize) -> Result<(), Error> {
+    fn plausible(&self, elements: usize) -> Result<(), Bad> {
         if elements > self.buf.len() - self.pos {
-            return Err(self.err("element count exceeds the bytes present"));
+            return Err(self.err(BadKind::Count));
         }
         Ok(())
     }
 
-    fn finish(&self) -> Result<(), Error> {
+    fn finish(&self) -> Result<(), Bad> {
         if self.pos != self.buf.len() {
-            return Err(self.err("trailing bytes after the message"));
+            return Err(self.err(BadKind::Trailing));
         }
         Ok(())
     }
 
     /// Validates one value at nesting `depth` (the top-level map's entries are at depth 2).
-    fn value(&mut self, depth: usize) -> Result<(), Error> {
+    fn value(&mut self, depth: usize) -> Result<(), Bad> {
+        // The commonest values in game messages first: small integers, nil and booleans, and
+        // short strings (every key) are one marker byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if !(0x80..0xe0).contains(&b) || matches!(b, 0xc0 | 0xc2 | 0xc3) {
+                self.pos += 1;
+                return Ok(());
+            }
+            if b & 0xe0 == 0xa0 {
+                let at = self.pos;
+                self.pos += 1;
+                return self.utf8(usize::from(b & 0x1f), at);
+            }
+        }
         let (marker, at) = self.marker()?;
         let (children, skip) = match marker {
             Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
@@ -777,7 +829,7 @@ impl Validator<'_> {
             Marker::Map32 => (self.len_u32()?.saturating_mul(2), 0),
             Marker::Reserved => {
                 self.pos = at;
-                return Err(self.err("reserved marker 0xc1"));
+                return Err(self.err(BadKind::Reserved));
             }
         };
         self.take(skip)?;
@@ -791,8 +843,9 @@ impl Validator<'_> {
                 | Marker::Map32
         ) {
             if depth > self.max_depth {
-                return Err(Error::TooDeep {
-                    max: self.max_depth,
+                return Err(Bad {
+                    offset: self.max_depth,
+                    kind: BadKind::TooDeep,
                 });
             }
             self.plausible(children)?;
@@ -803,18 +856,27 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn utf8(&mut self, n: usize, at: usize) -> Result<(), Error> {
+    fn utf8(&mut self, n: usize, at: usize) -> Result<(), Bad> {
         let s = self.take(n)?;
-        // Most strings in game messages are ASCII: check that inline before the full decoder.
-        if !s.is_ascii() && std::str::from_utf8(s).is_err() {
-            return Err(Error::InvalidUtf8 { offset: at });
+        // Most strings in game messages are short and ASCII: check that inline before the full
+        // decoder (a plain OR over a short key beats `is_ascii`'s alignment preamble).
+        let ascii = if s.len() <= 16 {
+            s.iter().fold(0u8, |acc, &b| acc | b) < 0x80
+        } else {
+            s.is_ascii()
+        };
+        if !ascii && std::str::from_utf8(s).is_err() {
+            return Err(Bad {
+                offset: at,
+                kind: BadKind::Utf8,
+            });
         }
         Ok(())
     }
 
     /// Skips one value of a buffer that was already validated: no UTF-8 or depth checks, and
     /// iterative so that it needs no stack however deep the value is.
-    fn skip_trusted(&mut self) -> Result<(), Error> {
+    fn skip_trusted(&mut self) -> Result<(), Bad> {
         let mut pending: usize = 1;
         while pending > 0 {
             pending -= 1;
@@ -842,7 +904,7 @@ impl Validator<'_> {
                 Marker::FixMap(n) => (n as usize * 2, 0),
                 Marker::Map16 => (self.be(2)? * 2, 0),
                 Marker::Map32 => (self.be(4)?.saturating_mul(2), 0),
-                Marker::Reserved => return Err(self.err("reserved marker 0xc1")),
+                Marker::Reserved => return Err(self.err(BadKind::Reserved)),
                 _ => (0, 0),
             };
             self.take(skip)?;

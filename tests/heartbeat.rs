@@ -249,7 +249,7 @@ fn a_frozen_client_is_found_by_heartbeats_not_by_keepalive() {
         count: 2,
     };
     let kernel_only = net::start(Config::default().keepalive(Some(keepalive)));
-    let with_heartbeat = net::start(heartbeat(100).keepalive(Some(keepalive)));
+    let with_heartbeat = net::start(heartbeat(200).keepalive(Some(keepalive)));
 
     let mut frozen_a = python_client(py, kernel_only.addr, true);
     frozen_a.expect_word("event connected");
@@ -262,13 +262,18 @@ fn a_frozen_client_is_found_by_heartbeats_not_by_keepalive() {
     signal(&frozen_a, "-STOP");
     signal(&frozen_b, "-STOP");
     let frozen_at = Instant::now();
+    // Still there when it froze (asked on the reactor thread: exact, not as of the last turn).
+    let at_freeze = query(&with_heartbeat.handle(), |_, ctx| ctx.channel_count());
+    assert_eq!(
+        at_freeze, 1,
+        "the heartbeat client was closed before it froze"
+    );
 
-    // Heartbeats: closed within the 300 ms timeout plus an interval (and scheduling slack).
+    // Heartbeats: closed within the 600 ms timeout plus an interval (and scheduling slack).
     wait_for("the heartbeat close", PROMPT, || {
         with_heartbeat.handle().stats().closed_by.heartbeat_timeout == 1
     });
-    let found_after = frozen_at.elapsed();
-    assert!(found_after >= Duration::from_millis(200), "{found_after:?}");
+    eprintln!("frozen client found after {:?}", frozen_at.elapsed());
     assert_eq!(with_heartbeat.handle().stats().connections, 0);
 
     // Keepalive: its kernel answers every probe, so after twice its detection time the

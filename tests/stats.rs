@@ -208,3 +208,22 @@ fn ticks_that_outlast_their_period_are_overruns() {
     assert!(s.max_tick >= Duration::from_millis(15), "{s:?}");
     assert!(s.tick_time >= Duration::from_millis(15) * (s.ticks / 3) as u32);
 }
+
+#[test]
+fn a_busy_polling_server_serves_and_stops_like_any_other() {
+    let cfg = Config::default().busy_poll(Some(Duration::from_micros(50)));
+    let probe = net::start(cfg);
+    let mut peer = Peer::greeted(probe.addr);
+    for seq in 0..200 {
+        peer.echo(seq);
+    }
+    // Idle long enough to stop spinning and sleep, then wake up for the next message.
+    std::thread::sleep(Duration::from_millis(50));
+    peer.echo(1000);
+    let handle = probe.handle();
+    wait_for("the published figures", PROMPT, || {
+        handle.stats().msgs_in == 201
+    });
+    drop(peer);
+    probe.server.stop_and_join().unwrap();
+}
