@@ -7,7 +7,8 @@
 #     PAIRS=5 benches/ab.sh
 #
 # Environment: A, B (binaries), PAIRS [5], DURATION [5], B_ARGS (extra flags for B only, e.g.
-# "--busy-poll-us 50"), SCENARIOS ["throughput rtt"].
+# "--busy-poll-us 50"), SCENARIOS ["throughput rtt"], PIN (2: server and loadgen both on CPU 0,
+# so a ping-pong never waits for another vCPU to wake up; 0: not pinned [0]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${A:?path of build A}
@@ -17,17 +18,20 @@ DURATION=${DURATION:-5}
 B_ARGS=${B_ARGS:-}
 SCENARIOS=${SCENARIOS:-"throughput rtt"}
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
+PIN=${PIN:-0}
+pin=()
+[[ $PIN == 2 ]] && pin=(taskset -c 0)
 PORT=7400
 run() { # bin, scenario, extra args
   local bin=$1 scenario=$2; shift 2
   PORT=$((PORT + 1))
-  "$bin" 127.0.0.1 $PORT "$@" >/dev/null 2>&1 &
+  "${pin[@]}" "$bin" 127.0.0.1 $PORT "$@" >/dev/null 2>&1 &
   local pid=$!
   sleep 0.3
   local out
   case $scenario in
-    throughput) out=$($LOADGEN throughput --addr 127.0.0.1:$PORT --clients 50 --window 16 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
-    rtt) out=$($LOADGEN rtt --addr 127.0.0.1:$PORT --clients 1 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
+    throughput) out=$("${pin[@]}" $LOADGEN throughput --addr 127.0.0.1:$PORT --clients 50 --window 16 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
+    rtt) out=$("${pin[@]}" $LOADGEN rtt --addr 127.0.0.1:$PORT --clients 1 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
   esac
   kill $pid; wait $pid 2>/dev/null || true
   echo "$out"

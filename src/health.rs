@@ -2,8 +2,9 @@
 //!
 //! A fleet's orchestrator or load balancer asks two questions of a game server process: is it
 //! alive (not merely: does the thread exist, but: is its reactor turning and its tick firing),
-//! and how full is it. The reactor publishes the answers in atomics at most once a millisecond, and wakes at
-//! least once a second to do so, so [`ServerHandle::health`](crate::ServerHandle::health) reads
+//! and how full is it. The reactor publishes the answers in atomics at most once a millisecond,
+//! and wakes at least once a second to do so, so
+//! [`ServerHandle::health`](crate::ServerHandle::health) reads
 //! them from an HTTP health endpoint, an Agones SDK loop or a watchdog thread at no cost to the
 //! game.
 //!
