@@ -52,8 +52,16 @@ const MAX_BEAT_LEN: usize = 64;
 
 /// Recognises a heartbeat in a frame's payload. Ordinary messages pay a length check and a
 /// short scan for the `_p` of `"_ping"`/`"_pong"`, not a parse.
+#[inline]
 pub(crate) fn classify(payload: &[u8]) -> Option<Beat> {
-    if payload.len() > MAX_BEAT_LEN || !payload.windows(3).any(|w| w == b"\xa5_p") {
+    if payload.len() > MAX_BEAT_LEN {
+        return None;
+    }
+    classify_short(payload)
+}
+
+fn classify_short(payload: &[u8]) -> Option<Beat> {
+    if !payload.windows(3).any(|w| w == b"\xa5_p") {
         return None;
     }
     let m = Message::parse(payload).ok()?;

@@ -858,14 +858,8 @@ impl Validator<'_> {
 
     fn utf8(&mut self, n: usize, at: usize) -> Result<(), Bad> {
         let s = self.take(n)?;
-        // Most strings in game messages are short and ASCII: check that inline before the full
-        // decoder (a plain OR over a short key beats `is_ascii`'s alignment preamble).
-        let ascii = if s.len() <= 16 {
-            s.iter().fold(0u8, |acc, &b| acc | b) < 0x80
-        } else {
-            s.is_ascii()
-        };
-        if !ascii && std::str::from_utf8(s).is_err() {
+        // Most strings in game messages are ASCII: check that inline before the full decoder.
+        if !s.is_ascii() && std::str::from_utf8(s).is_err() {
             return Err(Bad {
                 offset: at,
                 kind: BadKind::Utf8,

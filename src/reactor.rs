@@ -621,7 +621,7 @@ impl Reactor {
         msg: &E,
     ) -> Result<usize, Error> {
         let max = self.cfg.max_frame_len;
-        let n = self.queue(id, |out, transport| {
+        self.queue(id, 1, |out, transport| {
             let encode = |buf: &mut Vec<u8>| msg.encode(buf);
             match transport {
                 Transport::Tcp => frame::encode_frame_with(out, max, encode).map(drop),
@@ -629,21 +629,14 @@ impl Reactor {
                     .map(drop)
                     .map_err(|len| Error::FrameTooLarge { len, max }),
             }
-        })?;
-        self.count_out(id, 1);
-        Ok(n)
-    }
-
-    /// Counts `msgs` messages queued for `id`.
-    fn count_out(&mut self, id: ChannelId, msgs: u64) {
-        self.links[id.index()].msgs_out += msgs;
-        self.counters.msgs_out += msgs;
+        })
     }
 
     /// Queues bytes that are already length-prefixed frames (from another thread's handle, or
     /// a broadcast), re-framed for a WebSocket connection.
     pub(crate) fn send_framed(&mut self, id: ChannelId, framed: &[u8]) -> Result<usize, Error> {
-        let n = self.queue(id, |out, transport| {
+        let msgs = frame::payloads(framed).count() as u64;
+        self.queue(id, msgs, |out, transport| {
             match transport {
                 Transport::Tcp => out.extend_from_slice(framed),
                 ws => {
@@ -653,24 +646,23 @@ impl Reactor {
                 }
             }
             Ok(())
-        })?;
-        self.count_out(id, frame::payloads(framed).count() as u64);
-        Ok(n)
+        })
     }
 
-    /// Queues bytes already framed for this connection's transport.
+    /// Queues one message already framed for this connection's transport.
     fn send_raw(&mut self, id: ChannelId, bytes: &[u8]) -> Result<usize, Error> {
-        self.queue(id, |out, _| {
+        self.queue(id, 1, |out, _| {
             out.extend_from_slice(bytes);
             Ok(())
         })
     }
 
-    /// Lets `write` append to the output of `id` (open or still connecting), then applies the
-    /// output cap to what it appended. Returns the bytes queued.
+    /// Lets `write` append `msgs` messages to the output of `id` (open or still connecting),
+    /// then applies the output cap to what it appended. Returns the bytes queued.
     fn queue(
         &mut self,
         id: ChannelId,
+        msgs: u64,
         write: impl FnOnce(&mut Vec<u8>, &mut Transport) -> Result<(), Error>,
     ) -> Result<usize, Error> {
         let link = self
@@ -681,11 +673,12 @@ impl Reactor {
         let before = link.out.len();
         write(&mut link.out, &mut link.transport)?;
         let n = link.out.len() - before;
-        self.admit(id, before, n)
+        self.admit(id, before, n, msgs)
     }
 
-    /// Applies the output cap to what was just appended at `before..`, and schedules a write.
-    fn admit(&mut self, id: ChannelId, before: usize, n: usize) -> Result<usize, Error> {
+    /// Applies the output cap to what was just appended at `before..` (`msgs` messages), and
+    /// schedules a write.
+    fn admit(&mut self, id: ChannelId, before: usize, n: usize, msgs: u64) -> Result<usize, Error> {
         let (max, policy) = (self.cfg.max_queued_output, self.cfg.slow_reader);
         let link = &mut self.links[id.index()];
         let queued = link.queued();
@@ -706,6 +699,8 @@ impl Reactor {
             }
             return Err(err);
         }
+        link.msgs_out += msgs;
+        self.counters.msgs_out += msgs;
         if !link.dirty && link.state != State::Connecting {
             link.dirty = true;
             self.dirty.push(id.index());
@@ -767,9 +762,6 @@ impl Reactor {
                 };
                 if sent.is_ok() {
                     count += 1;
-                    if !matches!(self.links[index].transport, Transport::WsClient(_)) {
-                        self.count_out(id, 1); // send_framed counted its own
-                    }
                 }
             }
         }
@@ -1210,8 +1202,11 @@ impl Reactor {
         driver: &mut impl Driver,
     ) -> bool {
         let mut codec = std::mem::take(&mut self.links[index].codec);
+        // Frames are counted once per read, not with a lookup of the link per frame.
+        let mut frames = 0u64;
         let result = match &mut codec {
             Codec::Frames(decoder) => decoder.decode(bytes, |payload| {
+                frames += 1;
                 self.deliver(id, payload, driver);
                 if self.is_open(id) {
                     ControlFlow::Continue(())
@@ -1219,7 +1214,7 @@ impl Reactor {
                     ControlFlow::Break(())
                 }
             }),
-            Codec::Ws(decoder) => self.ws_input(id, decoder, bytes, driver),
+            Codec::Ws(decoder) => self.ws_input(id, decoder, bytes, &mut frames, driver),
             Codec::Upgrade(_) => {
                 let Codec::Upgrade(up) = codec else {
                     unreachable!("matched above")
@@ -1233,9 +1228,17 @@ impl Reactor {
                 return self.proxy_input(index, id, head, bytes, driver);
             }
         };
-        match self.link_mut(id) {
-            Some(link) if link.state == State::Open => link.codec = codec,
-            _ => return false,
+        self.counters.msgs_in += frames;
+        let link = self.links.get_mut(index).filter(|l| l.gen == id.gen);
+        if let Some(link) = link {
+            link.msgs_in += frames;
+            if link.state == State::Open {
+                link.codec = codec;
+            } else {
+                return false;
+            }
+        } else {
+            return false;
         }
         if let Err(e) = result {
             log::warn!("repod: closing {id:?}: {e}");
@@ -1248,9 +1251,6 @@ impl Reactor {
     /// One received frame: a heartbeat is answered or measured here, anything else goes to the
     /// driver.
     fn deliver(&mut self, id: ChannelId, payload: &[u8], driver: &mut impl Driver) {
-        let link = &mut self.links[id.index()];
-        link.msgs_in += 1;
-        self.counters.msgs_in += 1;
         match heartbeat::classify(payload) {
             None => driver.frame(self, id, payload),
             Some(Beat::Ping(stamp)) => {
@@ -1263,7 +1263,8 @@ impl Reactor {
                 // Only our own stamps make sense; anything else (from the future, or garbage)
                 // is not a measurement.
                 let sent = stamp.and_then(|t| self.epoch.checked_add(Duration::from_micros(t)));
-                if let Some(rtt) = sent.and_then(|s| self.now.checked_duration_since(s)) {
+                let rtt = sent.and_then(|s| self.now.checked_duration_since(s));
+                if let (Some(rtt), Some(link)) = (rtt, self.link_mut(id)) {
                     link.rtt = Some(rtt);
                 }
             }
@@ -1275,11 +1276,13 @@ impl Reactor {
         id: ChannelId,
         decoder: &mut WsDecoder,
         bytes: &mut [u8],
+        frames: &mut u64,
         driver: &mut impl Driver,
     ) -> Result<(), Error> {
         let mut refused = None;
         let result = decoder.decode(bytes, |event| match event {
             WsEvent::Binary(payload) => {
+                *frames += 1;
                 self.deliver(id, payload, driver);
                 if self.is_open(id) {
                     ControlFlow::Continue(())
@@ -1317,7 +1320,8 @@ impl Reactor {
 
     /// Queues a control frame (a pong, a close answer) under the usual output cap.
     fn send_control(&mut self, id: ChannelId, opcode: Opcode, payload: &[u8]) {
-        let _ = self.queue(id, |out, transport| {
+        // A control frame is not a message.
+        let _ = self.queue(id, 0, |out, transport| {
             wscodec::encode_frame(out, opcode, true, payload, transport.mask());
             Ok(())
         });

@@ -114,13 +114,23 @@ fn counters_equal_the_traffic_exactly() {
 
 #[test]
 fn a_client_counts_what_the_server_counts() {
-    let probe = net::start(Config::default());
+    let probe = net::start_with(Config::default(), |mut s| {
+        s.listen_ws("127.0.0.1:0").unwrap();
+        s
+    });
     let handle = probe.handle();
-    for background in [false, true] {
-        let mut conn = if background {
-            Connection::connect_background(probe.addr).unwrap()
+    let ws_url = format!("ws://{}/", probe.ws.unwrap());
+    // TCP and WebSocket (where both sides count the HTTP upgrade), stepped and background.
+    for (background, ws) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mode = if background {
+            repod::Mode::Background
         } else {
-            Connection::connect(probe.addr).unwrap()
+            repod::Mode::Stepped
+        };
+        let mut conn = if ws {
+            Connection::connect_with(ws_url.as_str(), mode, Config::default()).unwrap()
+        } else {
+            Connection::connect_with(probe.addr, mode, Config::default()).unwrap()
         };
         let mut replies = 0;
         conn.send(&msg! { "action": "whoami" });
