@@ -76,6 +76,8 @@ const QUEUED_REFRESH: Duration = Duration::from_millis(100);
 /// Health and statistics are published at most this often: a ping-pong at 100k round trips a
 /// second then pays for one publication per hundred turns, not one per turn.
 const PUBLISH_EVERY: Duration = Duration::from_millis(1);
+/// How long figures that a busy turn left unpublished may wait when no turn follows.
+const PUBLISH_IDLE: Duration = Duration::from_millis(50);
 
 /// The state and handlers of one connection: the Rust counterpart of a Python `Channel`
 /// subclass. See the [module documentation](self).
@@ -794,7 +796,13 @@ impl<C: ChannelHandler> Driver for Core<C> {
             self.queued_published
                 .map_or_else(Instant::now, |t| t + refresh),
         );
-        let publish = self.publish_due.filter(|_| self.publish_pending);
+        // Figures left unpublished by a busy turn go out at most PUBLISH_IDLE later. Not at
+        // `publish_due` itself: a 1 ms epoll timeout on every turn measurably slows a
+        // ping-pong (BENCHMARKS.md, "RTT"), a longer one does not.
+        let publish = self
+            .publish_due
+            .filter(|_| self.publish_pending)
+            .map(|due| due + PUBLISH_IDLE);
         [
             self.tick.as_ref().map(|t| t.next),
             self.control.drain,
