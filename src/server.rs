@@ -1261,7 +1261,7 @@ impl<C: ChannelHandler> ServerHandle<C> {
     }
 
     /// The server's figures, read from atomics without waiting for the reactor: they are
-    /// published at most once a millisecond, and within a millisecond of any change (an idle
+    /// published at most once a millisecond, and within 50 ms of any change (an idle
     /// reactor still publishes once a second); see [`crate::stats`].
     pub fn stats(&self) -> ServerStats {
         self.mailbox.stats.snapshot()

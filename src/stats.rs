@@ -13,7 +13,7 @@
 //! Per server, [`ServerStats`]: connections open, accepted, refused and closed by reason, frames
 //! dropped by error kind, messages and bytes each way, ticks, their duration and overruns. The
 //! reactor counts in plain integers on its own thread and publishes them in atomics at most
-//! once a millisecond, within a millisecond of any change, so
+//! once a millisecond, and within 50 ms of any change, so
 //! [`ServerHandle::stats`](crate::ServerHandle::stats) reads them from any thread without a
 //! lock, and counting costs the reactor no atomic read-modify-write per message.
 //!
