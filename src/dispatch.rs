@@ -100,3 +100,34 @@ pub(crate) fn guard<R>(f: impl FnOnce() -> R) -> Result<R, String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_and_large_tables_find_every_route() {
+        for n in [0usize, 1, 16, 17, 40] {
+            let mut t = ActionTable::default();
+            for i in 0..n {
+                t.insert(&format!("a{i}"), i);
+            }
+            assert_eq!(
+                matches!(t, ActionTable::Hash(_)),
+                n > SCAN_MAX,
+                "{n} routes"
+            );
+            assert_eq!(t.len(), n);
+            for i in 0..n {
+                assert_eq!(t.get(&format!("a{i}")), Some(&i));
+            }
+            assert_eq!(t.get("a"), None);
+            assert_eq!(t.get("missing"), None);
+            // Registering again replaces, in both forms.
+            if n > 0 {
+                t.insert("a0", 99);
+                assert_eq!((t.get("a0"), t.len()), (Some(&99), n));
+            }
+        }
+    }
+}
