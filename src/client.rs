@@ -72,6 +72,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
 use crate::config::Config;
 use crate::dispatch::{guard, ActionTable};
 use crate::encode::Encode;
@@ -806,26 +809,41 @@ impl Connection {
         }
     }
 
-    /// The next message, waiting at most `timeout`. Allocates a copy of each message; games
-    /// use [`poll`](Self::poll) or a [`Client`] instead.
+    /// The next message, waiting at most `timeout`.
+    ///
+    /// The messages that arrive together share one buffer: in [`Mode::Background`] it is the
+    /// very buffer the network thread filled (no copy at all); in [`Mode::Stepped`] they are
+    /// copied once, together, out of the read buffer. Each [`OwnedMessage`] is a slice of it,
+    /// cheap to clone and `Send`. Games that handle messages in place use
+    /// [`poll`](Self::poll) or a [`Client`], which allocate nothing.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<OwnedMessage> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(m) = self.queue.pop_front() {
                 return Some(m);
             }
-            let mut got = Vec::new();
             let left = deadline.saturating_duration_since(Instant::now());
             match &mut self.inner {
-                Inner::Stepped(s) => s.poll(left, &mut |_: &mut ClientCtx<'_>, m: &Message<'_>| {
-                    got.push(m.to_owned())
-                }),
-                Inner::Background(b) => b
-                    .poll(left, &mut |_: &mut ClientCtx<'_>, m: &Message<'_>| {
-                        got.push(m.to_owned())
-                    }),
-            };
-            self.queue.extend(got);
+                Inner::Stepped(s) => {
+                    let mut batch = BytesMut::new();
+                    let mut ends: SmallVec<[usize; 16]> = SmallVec::new();
+                    s.poll(left, &mut |_: &mut ClientCtx<'_>, m: &Message<'_>| {
+                        batch.extend_from_slice(m.payload());
+                        ends.push(batch.len());
+                    });
+                    let batch = batch.freeze();
+                    let mut start = 0;
+                    for end in ends {
+                        let payload = batch.slice(start..end);
+                        self.queue.push_back(OwnedMessage::from_validated(payload));
+                        start = end;
+                    }
+                }
+                Inner::Background(b) => {
+                    let queue = &mut self.queue;
+                    b.take_batch(left, |m| queue.push_back(m));
+                }
+            }
             if self.queue.is_empty() && Instant::now() >= deadline {
                 return None;
             }
@@ -876,6 +894,39 @@ impl Stepped {
 }
 
 impl Background {
+    /// Waits at most `timeout` for what the network thread queued, and hands every message of
+    /// it to `f` as a slice of the network thread's own buffer: no copy.
+    fn take_batch(&mut self, timeout: Duration, mut f: impl FnMut(OwnedMessage)) {
+        {
+            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            if inbox.is_empty() && !timeout.is_zero() {
+                inbox = self
+                    .shared
+                    .arrived
+                    .wait_timeout_while(inbox, timeout, |i| i.is_empty())
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            if inbox.is_empty() {
+                return;
+            }
+            // The buffer becomes the messages' storage; the network thread starts a new one.
+            std::mem::swap(&mut *inbox, &mut self.local);
+        }
+        let batch = Bytes::from(std::mem::take(&mut self.local));
+        let mut at = 0;
+        while batch.len() - at >= HEADER_LEN {
+            let head = [batch[at], batch[at + 1], batch[at + 2], batch[at + 3]];
+            let len = u32::from_be_bytes(head) as usize;
+            let start = at + HEADER_LEN;
+            // Validated on the network thread before it was queued.
+            f(OwnedMessage::from_validated(
+                batch.slice(start..start + len),
+            ));
+            at = start + len;
+        }
+    }
+
     fn poll<F>(&mut self, timeout: Duration, f: &mut F) -> usize
     where
         F: FnMut(&mut ClientCtx<'_>, &Message<'_>),

@@ -119,6 +119,7 @@ pub mod stats;
 mod tcp_info;
 pub mod ws;
 
+pub use bytes::Bytes;
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
 pub use config::{BindAddr, Config, Keepalive, Listen, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};

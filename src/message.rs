@@ -22,6 +22,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use rmp::Marker;
 
 use crate::encode::Encode;
@@ -300,7 +301,7 @@ impl<'a> Message<'a> {
     /// Copies the payload into an [`OwnedMessage`] that outlives the read buffer.
     pub fn to_owned(&self) -> OwnedMessage {
         OwnedMessage {
-            payload: self.payload.to_vec(),
+            payload: Bytes::copy_from_slice(self.payload),
         }
     }
 
@@ -384,20 +385,55 @@ impl Encode for WithAction<'_, '_> {
 
 /// A message that owns its payload: what the low-level [`Connection`](crate::Connection) hands
 /// out, and what to keep when a message must outlive its handler.
+///
+/// The payload is a [`Bytes`]: cloning an `OwnedMessage` shares it (a reference count, no
+/// copy), it is `Send` and `Sync`, so a game keeps one, hands it to another thread or forwards
+/// it to other players without copying. The messages of one [`Connection::recv_timeout`]
+/// batch are slices of one buffer.
+///
+/// ```
+/// use repod::{msg, Encode, OwnedMessage};
+///
+/// let mut payload = Vec::new();
+/// msg! { "action": "move", "x": 3 }.encode(&mut payload);
+/// let m = OwnedMessage::parse(payload)?;
+/// let kept = m.clone(); // the same bytes, shared
+/// assert_eq!(kept.payload().as_ptr(), m.payload().as_ptr());
+/// std::thread::spawn(move || assert_eq!(kept.message().i64("x").unwrap(), 3)).join().unwrap();
+/// # Ok::<(), repod::Error>(())
+/// ```
+///
+/// [`Connection::recv_timeout`]: crate::Connection::recv_timeout
 #[derive(Clone, PartialEq, Eq)]
 pub struct OwnedMessage {
-    payload: Vec<u8>,
+    payload: Bytes,
 }
 
 impl OwnedMessage {
-    /// Validates `payload` and takes it.
+    /// Validates `payload` and takes it (a `Vec<u8>` or a [`Bytes`], without copying).
     ///
     /// # Errors
     ///
     /// As [`Message::parse`].
-    pub fn parse(payload: Vec<u8>) -> Result<Self, Error> {
+    pub fn parse(payload: impl Into<Bytes>) -> Result<Self, Error> {
+        let payload = payload.into();
         Message::parse(&payload)?;
         Ok(OwnedMessage { payload })
+    }
+
+    /// Takes a payload that was validated already.
+    pub(crate) fn from_validated(payload: Bytes) -> Self {
+        OwnedMessage { payload }
+    }
+
+    /// The payload as a shared [`Bytes`] (cheap to clone, `Send`).
+    pub fn payload_bytes(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The payload, as a shared [`Bytes`].
+    pub fn into_bytes(self) -> Bytes {
+        self.payload
     }
 
     /// A borrowed view, with every accessor of [`Message`].

@@ -649,6 +649,23 @@ impl Reactor {
         })
     }
 
+    /// Queues already length-prefixed frames for every open connection (a handle's broadcast),
+    /// walking the table in place rather than collecting the ids first. Returns how many
+    /// connections took them.
+    pub(crate) fn send_framed_to_all(&mut self, framed: &[u8]) -> usize {
+        let mut count = 0;
+        for index in 0..self.links.capacity() {
+            if self.links.get(index).is_none_or(|l| l.state != State::Open) {
+                continue;
+            }
+            let id = self.id_of(index);
+            if self.send_framed(id, framed).is_ok() {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Queues one message already framed for this connection's transport.
     fn send_raw(&mut self, id: ChannelId, bytes: &[u8]) -> Result<usize, Error> {
         self.queue(id, 1, |out, _| {

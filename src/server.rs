@@ -644,10 +644,7 @@ impl<C: ChannelHandler> Core<C> {
                     let _ = reactor.send_framed(id, &framed);
                 }
                 Command::SendToAll(framed) => {
-                    let ids: Vec<ChannelId> = reactor.open_ids().collect();
-                    for id in ids {
-                        let _ = reactor.send_framed(id, &framed);
-                    }
+                    reactor.send_framed_to_all(&framed);
                 }
                 Command::Close(id) => reactor.close(id, DisconnectReason::Closed),
                 Command::Stop => self.control.stop = true,
