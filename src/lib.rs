@@ -111,6 +111,8 @@ pub mod message;
 pub mod proxy;
 mod reactor;
 pub mod server;
+#[cfg(feature = "serde")]
+pub mod typed;
 pub mod ws;
 
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
@@ -124,6 +126,8 @@ pub use server::{
     BackgroundServer, ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandle,
     ServerHandler,
 };
+#[cfg(feature = "serde")]
+pub use typed::Typed;
 pub use ws::{WsError, WsOptions};
 
 /// The README's examples, compiled as doc tests so the quick start cannot rot.
