@@ -1293,9 +1293,15 @@ fn chat_transcript(client: &Proc) -> Vec<String> {
         .collect()
 }
 
-fn chat_conversation(py: &Path, port: u16) {
+/// The chat between seed 000's Python client and two of ours: `chat_client`, or with `typed`
+/// the client of `typed_chat` (the same chat with typed messages).
+fn chat_conversation(py: &Path, port: u16, typed: bool) {
     let port = port.to_string();
     let args = ["127.0.0.1", port.as_str()];
+    let rust_client = || match typed {
+        true => Proc::example("typed_chat", &["client", args[0], args[1]]),
+        false => Proc::example("chat_client", &args),
+    };
 
     // alice: seed 000's Python client. Its `send` drops messages until the connection is up,
     // so the nickname is typed once it printed `Connected to server!`.
@@ -1308,7 +1314,7 @@ fn chat_conversation(py: &Path, port: u16) {
     alice.expect("Players: alice");
 
     // bob: our client. The nickname is typed at once: it is sent when the connection is up.
-    let mut bob = Proc::example("chat_client", &args);
+    let mut bob = rust_client();
     bob.write_line("bob");
     bob.expect("Players: alice, bob");
     alice.expect("Players: alice, bob");
@@ -1325,7 +1331,7 @@ fn chat_conversation(py: &Path, port: u16) {
     bob.expect_by("the second error", |l| l == "Error: Invalid message");
 
     // carol: our client with a nickname that is too long; she chats as Anonymous.
-    let mut carol = Proc::example("chat_client", &args);
+    let mut carol = rust_client();
     carol.write_line("a_nickname_longer_than_20");
     carol.expect("Error: Invalid nickname");
     carol.write_line("still here");
@@ -1393,21 +1399,45 @@ fn chat_conversation(py: &Path, port: u16) {
 #[test]
 fn chat_through_rust_chat_server() {
     let Some(py) = python::venv() else { return };
-    let mut server = Proc::example("chat_server", &["127.0.0.1", "0"]);
+    let server = Proc::example("chat_server", &["127.0.0.1", "0"]);
+    chat_through(py, server, false);
+}
+
+/// The typed twin of the chat (`examples/typed_chat.rs`), server and clients, with seed 000's
+/// Python client in the room: the same transcript, so the same bytes.
+#[cfg(feature = "serde")]
+#[test]
+fn chat_through_rust_typed_chat_server() {
+    let Some(py) = python::venv() else { return };
+    let server = Proc::example("typed_chat", &["server", "127.0.0.1", "0"]);
+    chat_through(py, server, true);
+}
+
+/// The conversation through a Rust chat server that prints `listening on HOST:PORT`.
+fn chat_through(py: &Path, mut server: Proc, typed: bool) {
     let line = server.expect_by("listening on", |l| l.starts_with("listening on "));
     let port: u16 = line
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
-    chat_conversation(py, port);
+    chat_conversation(py, port, typed);
 }
 
 #[test]
 fn chat_through_python_chat_server() {
     let Some(py) = python::venv() else { return };
     let (_server, addr) = start_python_server(py, "chat_server.py", "listening on ");
-    chat_conversation(py, addr.port());
+    chat_conversation(py, addr.port(), false);
+}
+
+/// The typed chat client against the Python chat server.
+#[cfg(feature = "serde")]
+#[test]
+fn typed_chat_clients_through_python_chat_server() {
+    let Some(py) = python::venv() else { return };
+    let (_server, addr) = start_python_server(py, "chat_server.py", "listening on ");
+    chat_conversation(py, addr.port(), true);
 }
 
 // ---------------------------------------------------------------------------------------------
