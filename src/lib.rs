@@ -85,7 +85,20 @@
 //! - [`ws`]: WebSocket for browser players (the upgrade and the frame codec, with no I/O), served
 //!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses;
 //! - [`proxy`]: the PROXY protocol header, for servers behind a load balancer
-//!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators.
+//!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators;
+//! - `typed` (feature `serde`): messages as Rust types, received with `Message::decode` and
+//!   typed routes, sent with `Typed`.
+//!
+//! ## Cargo features
+//!
+//! - `serde` (**on by default**): typed messages through serde and `rmp-serde`; see the `typed`
+//!   module. On by default because describing messages as types is how Rust code is expected
+//!   to use the library (the README teaches it), and it costs little: `serde` without its
+//!   derive macros, `rmp-serde` (the rmp family repod already uses for msgpack), and
+//!   `serde_path_to_error` (used only to name the field of a decode error), all small and
+//!   without build-time code generation. Nothing about the wire or the untyped API depends on
+//!   it: `default-features = false` builds the library without serde.
+//! - `agones`: only for the `agones_server` example.
 //!
 //! The reactor is private: it is the only code that touches sockets.
 //!
@@ -130,7 +143,8 @@ pub use server::{
 pub use typed::Typed;
 pub use ws::{WsError, WsOptions};
 
-/// The README's examples, compiled as doc tests so the quick start cannot rot.
-#[cfg(doctest)]
+/// The README's examples, compiled as doc tests so the quick start cannot rot. Its typed
+/// messages section needs the `serde` feature.
+#[cfg(all(doctest, feature = "serde"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
