@@ -72,6 +72,21 @@ pub enum Error {
         /// The type that was asked for.
         expected: &'static str,
     },
+    /// A message does not fit the type it was decoded into ([`Message::decode`](crate::Message),
+    /// a typed route; cargo feature `serde`): a missing field, a field of the wrong type, an
+    /// unknown variant. Like [`MissingField`](Error::MissingField), the frame is dropped and the
+    /// connection stays.
+    Decode {
+        /// The message's action (`""` when it has none).
+        action: Box<str>,
+        /// Which field: a top-level key (`text`), a path into nested values (`pos.x`,
+        /// `trail[2]`), `action` for an unknown variant of an enum; `None` when the message as a
+        /// whole does not fit (the type is not a struct, a map or a tagged enum) or the field
+        /// could not be told.
+        field: Option<Box<str>>,
+        /// What did not fit, in serde's words (`invalid type: integer `5`, expected a string`).
+        reason: Box<str>,
+    },
     /// The connection's queued output exceeded
     /// [`Config::max_queued_output`](crate::Config::max_queued_output): the peer does not read
     /// fast enough. Closes the connection.
@@ -147,6 +162,17 @@ impl fmt::Display for Error {
             Error::TooDeep { max } => write!(f, "nesting deeper than {max} levels"),
             Error::MissingField { key } => write!(f, "missing field {key:?}"),
             Error::WrongType { key, expected } => write!(f, "field {key:?} is not {expected}"),
+            Error::Decode {
+                action,
+                field,
+                reason,
+            } => {
+                write!(f, "message {action:?} does not fit its type: ")?;
+                match field {
+                    Some(field) => write!(f, "field {field:?}: {reason}"),
+                    None => f.write_str(reason),
+                }
+            }
             Error::OutputFull { queued, max } => write!(
                 f,
                 "peer too slow: {queued} bytes of output queued, the maximum is {max}"

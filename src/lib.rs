@@ -88,7 +88,21 @@
 //!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators;
 //! - [`heartbeat`]: finding peers that vanished without closing; [`stats`]: traffic, round-trip
 //!   times and tick timing, per connection and per server (exported to the `metrics` facade
-//!   with the feature of that name).
+//!   with the feature of that name);
+//! - `typed` (feature `serde`): messages as Rust types, received with `Message::decode` and
+//!   typed routes, sent with `Typed`.
+//!
+//! ## Cargo features
+//!
+//! - `serde` (**on by default**): typed messages through serde and `rmp-serde`; see the `typed`
+//!   module. On by default because describing messages as types is how Rust code is expected
+//!   to use the library (the README teaches it), and it costs little: `serde` without its
+//!   derive macros, `rmp-serde` (the rmp family repod already uses for msgpack), and
+//!   `serde_path_to_error` (used only to name the field of a decode error), all small and
+//!   without build-time code generation. Nothing about the wire or the untyped API depends on
+//!   it: `default-features = false` builds the library without serde.
+//! - `metrics`: server statistics exported through the `metrics` facade (see [`stats`]).
+//! - `agones`: only for the `agones_server` example.
 //!
 //! The reactor is private: it is the only code that touches sockets.
 //!
@@ -117,6 +131,8 @@ mod reactor;
 pub mod server;
 pub mod stats;
 mod tcp_info;
+#[cfg(feature = "serde")]
+pub mod typed;
 pub mod ws;
 
 pub use bytes::Bytes;
@@ -132,9 +148,12 @@ pub use server::{
     ServerHandler,
 };
 pub use stats::{ConnStats, ServerStats};
+#[cfg(feature = "serde")]
+pub use typed::Typed;
 pub use ws::{WsError, WsOptions};
 
-/// The README's examples, compiled as doc tests so the quick start cannot rot.
-#[cfg(doctest)]
+/// The README's examples, compiled as doc tests so the quick start cannot rot. Its typed
+/// messages section needs the `serde` feature.
+#[cfg(all(doctest, feature = "serde"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -1293,9 +1293,15 @@ fn chat_transcript(client: &Proc) -> Vec<String> {
         .collect()
 }
 
-fn chat_conversation(py: &Path, port: u16) {
+/// The chat between seed 000's Python client and two of ours: `chat_client`, or with `typed`
+/// the client of `typed_chat` (the same chat with typed messages).
+fn chat_conversation(py: &Path, port: u16, typed: bool) {
     let port = port.to_string();
     let args = ["127.0.0.1", port.as_str()];
+    let rust_client = || match typed {
+        true => Proc::example("typed_chat", &["client", args[0], args[1]]),
+        false => Proc::example("chat_client", &args),
+    };
 
     // alice: seed 000's Python client. Its `send` drops messages until the connection is up,
     // so the nickname is typed once it printed `Connected to server!`.
@@ -1308,7 +1314,7 @@ fn chat_conversation(py: &Path, port: u16) {
     alice.expect("Players: alice");
 
     // bob: our client. The nickname is typed at once: it is sent when the connection is up.
-    let mut bob = Proc::example("chat_client", &args);
+    let mut bob = rust_client();
     bob.write_line("bob");
     bob.expect("Players: alice, bob");
     alice.expect("Players: alice, bob");
@@ -1325,7 +1331,7 @@ fn chat_conversation(py: &Path, port: u16) {
     bob.expect_by("the second error", |l| l == "Error: Invalid message");
 
     // carol: our client with a nickname that is too long; she chats as Anonymous.
-    let mut carol = Proc::example("chat_client", &args);
+    let mut carol = rust_client();
     carol.write_line("a_nickname_longer_than_20");
     carol.expect("Error: Invalid nickname");
     carol.write_line("still here");
@@ -1393,19 +1399,292 @@ fn chat_conversation(py: &Path, port: u16) {
 #[test]
 fn chat_through_rust_chat_server() {
     let Some(py) = python::venv() else { return };
-    let mut server = Proc::example("chat_server", &["127.0.0.1", "0"]);
+    let server = Proc::example("chat_server", &["127.0.0.1", "0"]);
+    chat_through(py, server, false);
+}
+
+/// The typed twin of the chat (`examples/typed_chat.rs`), server and clients, with seed 000's
+/// Python client in the room: the same transcript, so the same bytes.
+#[cfg(feature = "serde")]
+#[test]
+fn chat_through_rust_typed_chat_server() {
+    let Some(py) = python::venv() else { return };
+    let server = Proc::example("typed_chat", &["server", "127.0.0.1", "0"]);
+    chat_through(py, server, true);
+}
+
+/// The conversation through a Rust chat server that prints `listening on HOST:PORT`.
+fn chat_through(py: &Path, mut server: Proc, typed: bool) {
     let line = server.expect_by("listening on", |l| l.starts_with("listening on "));
     let port: u16 = line
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
-    chat_conversation(py, port);
+    chat_conversation(py, port, typed);
 }
 
 #[test]
 fn chat_through_python_chat_server() {
     let Some(py) = python::venv() else { return };
     let (_server, addr) = start_python_server(py, "chat_server.py", "listening on ");
-    chat_conversation(py, addr.port());
+    chat_conversation(py, addr.port(), false);
+}
+
+/// The typed chat client against the Python chat server.
+#[cfg(feature = "serde")]
+#[test]
+fn typed_chat_clients_through_python_chat_server() {
+    let Some(py) = python::venv() else { return };
+    let (_server, addr) = start_python_server(py, "chat_server.py", "listening on ");
+    chat_conversation(py, addr.port(), true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed messages (feature `serde`): structs and `tag = "action"` enums through Python, both ways
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "serde")]
+mod typed {
+    use super::*;
+    use repod::{ClientRoutes, Typed};
+    use serde::{Deserialize, Serialize};
+
+    /// Python: `puppet.typed_values(action)`; keep the two in step (keys, order, values).
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct TypedValues<'a> {
+        action: &'a str,
+        text: &'a str,
+        #[serde(with = "serde_bytes")]
+        raw: &'a [u8],
+        n: u64,
+        hp: i32,
+        pos: (f64, f64),
+        tags: Vec<&'a str>,
+        note: Option<&'a str>,
+    }
+
+    fn typed_values(action: &str) -> TypedValues<'_> {
+        TypedValues {
+            action,
+            text: "héllo ✓",
+            raw: b"\x00\x01\xff",
+            n: u64::MAX,
+            hp: -3,
+            pos: (1.5, -0.25),
+            tags: vec!["red", "blue"],
+            note: None,
+        }
+    }
+
+    /// What Rust sends Python, as one enum.
+    #[derive(Serialize)]
+    #[serde(tag = "action", rename_all = "snake_case")]
+    enum ToPython<'a> {
+        CheckMove {
+            x: f64,
+            y: f64,
+            who: &'a str,
+            #[serde(with = "serde_bytes")]
+            raw: &'a [u8],
+        },
+        CheckPing,
+    }
+
+    /// What Python sends Rust, routed with `on_enum`.
+    #[derive(Deserialize, Debug)]
+    #[serde(tag = "action", rename_all = "snake_case")]
+    enum FromPython {
+        Move {
+            x: f64,
+            y: f64,
+            who: String,
+            #[serde(with = "serde_bytes")]
+            raw: Vec<u8>,
+        },
+        Ping,
+    }
+
+    #[derive(Deserialize)]
+    struct Verdict {
+        what: String,
+        ok: bool,
+    }
+
+    /// Sends Python the typed messages to check, then asks for its own.
+    fn send_all(mut send: impl FnMut(&dyn repod::Encode)) {
+        send(&Typed(typed_values("check_typed")));
+        send(&Typed(ToPython::CheckMove {
+            x: 1.5,
+            y: -2.0,
+            who: "rust",
+            raw: b"\x07",
+        }));
+        send(&Typed(ToPython::CheckPing));
+        send(&msg! { "action": "send_typed" });
+    }
+
+    /// What both Rust sides must see, in order.
+    const EXPECTED: &[&str] = &[
+        "verdict struct true",
+        "verdict move true",
+        "verdict ping true",
+        "typed_values ok",
+        "move python 1.5 -2 [8]",
+        "ping",
+        "error typed field Some(\"x\")",
+        "ping",
+    ];
+
+    /// The typed handlers, shared by the Rust server's channel and the Rust client.
+    fn on_values(m: &Message<'_>) -> Result<String, Error> {
+        let v: TypedValues = m.decode()?; // borrowed from the frame
+        assert_eq!(v, typed_values("typed_values"));
+        Ok("typed_values ok".into())
+    }
+
+    fn on_enum(m: FromPython) -> String {
+        match m {
+            FromPython::Move { x, y, who, raw } => format!("move {who} {x} {y} {raw:?}"),
+            FromPython::Ping => "ping".into(),
+        }
+    }
+
+    fn on_verdict(v: Verdict) -> String {
+        format!("verdict {} {}", v.what, v.ok)
+    }
+
+    fn on_error(e: &Error) -> String {
+        match e {
+            Error::Decode { action, field, .. } if &**action == "move" => {
+                format!("error typed field {:?}", field.as_deref())
+            }
+            other => format!("error other {other}"),
+        }
+    }
+
+    // The Rust server.
+
+    struct TypedProbe {
+        events: Sender<String>,
+    }
+
+    #[derive(Default)]
+    struct TypedChannel;
+
+    impl ChannelHandler for TypedChannel {
+        type Server = TypedProbe;
+
+        fn routes(r: &mut Routes<Self>) {
+            r.on("typed_values", |_, ctx, m| {
+                let ev = on_values(m)?;
+                let _ = ctx.server().events.send(ev);
+                Ok(())
+            });
+            r.on_enum(|_, ctx, m: FromPython| {
+                let _ = ctx.server().events.send(on_enum(m));
+                Ok(())
+            });
+            r.on_msg("typed_verdict", |_, ctx, v: Verdict| {
+                let _ = ctx.server().events.send(on_verdict(v));
+                Ok(())
+            });
+        }
+
+        fn on_error(&mut self, ctx: &mut ChannelCtx<'_, Self>, error: &Error) {
+            let _ = ctx.server().events.send(on_error(error));
+        }
+    }
+
+    impl ServerHandler<TypedChannel> for TypedProbe {
+        fn on_connect(
+            &mut self,
+            _: &mut ServerCtx<'_, TypedChannel>,
+            id: ChannelId,
+            _: SocketAddr,
+        ) {
+            let _ = self.events.send(format!("connect {}", id.slot()));
+        }
+    }
+
+    #[test]
+    fn python_client_round_trips_typed_messages() {
+        let Some(py) = python::venv() else { return };
+        let (tx, events) = mpsc::channel();
+        let server = Server::<TypedChannel>::bind("127.0.0.1:0", TypedProbe { events: tx })
+            .expect("bind")
+            .start_background()
+            .expect("start_background");
+        let port = server.local_addr().port().to_string();
+        let mut client = Proc::python(py, "client.py", &["127.0.0.1", &port]);
+        let next = || events.recv_timeout(WAIT).expect("a typed event");
+        assert!(next().starts_with("connect"));
+        // One client: send_to_all reaches it (and encodes each typed message once).
+        let handle = server.handle();
+        send_all(|m| {
+            assert!(handle.send_to_all(&m) > 0);
+        });
+        let got: Vec<String> = EXPECTED.iter().map(|_| next()).collect();
+        assert_eq!(got, EXPECTED, "{}", client.context());
+        // The misfit `move` did not close the connection: the last `ping` came after it.
+        handle.send_to_all(&msg! { "action": "close" });
+        client.finish_ok();
+        server.stop_and_join().expect("server thread");
+    }
+
+    // The Rust client.
+
+    #[derive(Default)]
+    struct TypedRecorder {
+        got: Vec<String>,
+    }
+
+    impl Listener for TypedRecorder {
+        fn routes(r: &mut ClientRoutes<Self>) {
+            r.on("typed_values", |me, _, m| {
+                me.got.push(on_values(m)?);
+                Ok(())
+            });
+            r.on_enum(|me, _, m: FromPython| {
+                me.got.push(on_enum(m));
+                Ok(())
+            });
+            r.on_msg("typed_verdict", |me, _, v: Verdict| {
+                me.got.push(on_verdict(v));
+                Ok(())
+            });
+        }
+
+        fn on_error(&mut self, _: &mut ClientCtx<'_>, error: &Error) {
+            self.got.push(on_error(error));
+        }
+    }
+
+    #[test]
+    fn rust_client_round_trips_typed_messages() {
+        let Some(py) = python::venv() else { return };
+        for mode in [Mode::Stepped, Mode::Background] {
+            let (server, addr) = start_python_test_server(py);
+            let mut client =
+                Client::connect_with(addr, TypedRecorder::default(), mode, Config::default())
+                    .expect("connect");
+            send_all(|m| {
+                assert!(client.send(&m) > 0);
+            });
+            let deadline = Instant::now() + WAIT;
+            while client.listener().got.len() < EXPECTED.len() && Instant::now() < deadline {
+                client.pump_timeout(Duration::from_millis(5));
+            }
+            assert_eq!(
+                client.listener().got,
+                EXPECTED,
+                "{mode:?}\n{}",
+                server.context()
+            );
+            assert!(
+                client.is_connected(),
+                "{mode:?}: the misfit closed the connection"
+            );
+        }
+    }
 }

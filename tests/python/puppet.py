@@ -13,7 +13,12 @@ same mixin makes a Python server's channel and a Python client do the same thing
 - ``send_big`` ``{n}``: send ``big`` with ``n`` bytes of data;
 - ``send_burst`` ``{n}``: send ``seq`` 0..n-1, then ``seq_end``;
 - ``seq`` / ``seq_end``: count and check the order of a burst, answer ``seq_report``;
-- ``broadcast``: print ``broadcast <text>``.
+- ``broadcast``: print ``broadcast <text>``;
+- ``check_typed``, ``check_move``, ``check_ping``: compare a message a Rust peer sent as a
+  typed value (``repod::Typed``) byte for byte with the dict Python code would write, and answer
+  ``typed_verdict`` ``{what, ok}``;
+- ``send_typed``: send what the Rust peer decodes into types: :func:`typed_values`, a ``move``
+  and a ``ping`` (variants of one tagged enum), a ``move`` that does not fit, a last ``ping``.
 
 Report lines on stdout are ``<word> <text>``, one per line, flushed at once.
 """
@@ -24,6 +29,8 @@ import os
 import sys
 import threading
 from typing import Any
+
+import msgpack
 
 
 def say(word: str, text: Any = "") -> None:
@@ -68,6 +75,27 @@ def python_values() -> dict[str, Any]:
         "int_keys": {1: "one", -2: "minus two", 2**64 - 1: "max"},
         "big": "x" * (1 << 20),
     }
+
+
+def typed_values(action: str) -> dict[str, Any]:
+    """The message tests/interop.rs has as the struct ``TypedValues``: keep the two in step
+    (keys, order and values)."""
+    return {
+        "action": action,
+        "text": "héllo ✓",
+        "raw": b"\x00\x01\xff",
+        "n": 2**64 - 1,
+        "hp": -3,
+        "pos": [1.5, -0.25],
+        "tags": ["red", "blue"],
+        "note": None,
+    }
+
+
+def same_map(got: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Equal as msgpack bytes: same keys in the same order, same values, same types
+    (``bytes`` as bin, ``str`` as str)."""
+    return msgpack.packb(got, use_bin_type=True) == msgpack.packb(want, use_bin_type=True)
 
 
 class Puppet:
@@ -117,6 +145,29 @@ class Puppet:
 
     def Network_broadcast(self, data: dict[str, Any]) -> None:
         say("broadcast", data["text"])
+
+    def _verdict(self, what: str, got: dict[str, Any], want: dict[str, Any]) -> None:
+        ok = same_map(got, want)
+        if not ok:
+            say("typed_mismatch", f"{what}: got {got!r}, want {want!r}")
+        self.send({"action": "typed_verdict", "what": what, "ok": ok})
+
+    def Network_check_typed(self, data: dict[str, Any]) -> None:
+        self._verdict("struct", data, typed_values("check_typed"))
+
+    def Network_check_move(self, data: dict[str, Any]) -> None:
+        want = {"action": "check_move", "x": 1.5, "y": -2.0, "who": "rust", "raw": b"\x07"}
+        self._verdict("move", data, want)
+
+    def Network_check_ping(self, data: dict[str, Any]) -> None:
+        self._verdict("ping", data, {"action": "check_ping"})
+
+    def Network_send_typed(self, data: dict[str, Any]) -> None:
+        self.send(typed_values("typed_values"))
+        self.send({"action": "move", "x": 1.5, "y": -2.0, "who": "python", "raw": b"\x08"})
+        self.send({"action": "ping"})
+        self.send({"action": "move", "x": "left", "y": -2.0, "who": "python", "raw": b""})
+        self.send({"action": "ping"})
 
     def network_received(self, data: dict[str, Any]) -> None:
         say("fallback", repr(data.get("action")))
