@@ -71,6 +71,10 @@ impl Listener for View {
             }
             Ok(())
         });
+        r.on("scores", |me, _, m| {
+            proto::apply_scores(m, &mut me.board);
+            Ok(())
+        });
         r.on("error", |me, _, m| {
             me.status = format!("error: {}", m.str("error").unwrap_or("?"));
             me.running = false;

@@ -54,7 +54,11 @@ struct Arena {
     world: World,
     players: Vec<u8>,
     gems: Vec<u8>,
+    scores: Vec<u8>,
 }
+
+/// Scores go out at most this often (in ticks): twice a second is plenty for a score board.
+const SCORES_EVERY: u32 = 15;
 
 impl ChannelHandler for Seat {
     type Server = Arena;
@@ -110,8 +114,13 @@ impl ServerHandler<Seat> for Arena {
         self.world.step();
         proto::snapshot_bytes(&self.world, &mut self.players, &mut self.gems);
         ctx.send_to_all(&proto::snapshot(self.world.tick, &self.players, &self.gems));
-        if std::mem::take(&mut self.world.board_changed) {
+        if std::mem::take(&mut self.world.roster_changed) {
+            self.world.scores_changed = false; // the board carries them
             ctx.send_to_all(&proto::board(&self.world));
+        } else if self.world.scores_changed && self.world.tick % SCORES_EVERY == 0 {
+            self.world.scores_changed = false;
+            proto::scores_bytes(&self.world, &mut self.scores);
+            ctx.send_to_all(&proto::scores(&self.scores));
         }
     }
 }
@@ -161,6 +170,7 @@ fn main() -> std::io::Result<()> {
         world,
         players: Vec::new(),
         gems: Vec::new(),
+        scores: Vec::new(),
     };
     let mut server = Server::<Seat>::bind(addr, arena)?.tick_rate(f64::from(sim::TICK_HZ));
     let tcp = server.local_addr();

@@ -58,12 +58,12 @@ fn touching_a_gem_scores_and_moves_it() {
     let gem = w.gems[0];
     w.players[0].x = gem.0;
     w.players[0].y = gem.1;
-    w.board_changed = false;
+    w.scores_changed = false;
     w.step();
     assert_eq!(w.player(id).unwrap().score, 1);
     assert_ne!(w.gems[0], gem, "the gem moved elsewhere");
     assert_eq!(w.gems.len(), GEMS);
-    assert!(w.board_changed, "a score changes the board");
+    assert!(w.scores_changed, "a score is news");
 }
 
 #[test]

@@ -73,8 +73,10 @@ pub struct World {
     /// Gem positions.
     pub gems: Vec<(f32, f32)>,
     rng: u64,
-    /// Set when a score, a join or a leave changed the board.
-    pub board_changed: bool,
+    /// Set when a join or a leave changed who is playing.
+    pub roster_changed: bool,
+    /// Set when a score changed.
+    pub scores_changed: bool,
 }
 
 impl World {
@@ -85,7 +87,8 @@ impl World {
             players: Vec::new(),
             gems: Vec::new(),
             rng: seed.max(1),
-            board_changed: true,
+            roster_changed: true,
+            scores_changed: false,
         };
         for _ in 0..GEMS {
             let g = w.random_spot();
@@ -130,14 +133,14 @@ impl World {
             bot,
             input: Input::default(),
         });
-        self.board_changed = true;
+        self.roster_changed = true;
         Some(id)
     }
 
     /// Removes player `id` (it left).
     pub fn leave(&mut self, id: u8) {
         self.players.retain(|p| p.id != id);
-        self.board_changed = true;
+        self.roster_changed = true;
     }
 
     /// Sets what player `id` asks for until its next input.
@@ -234,7 +237,7 @@ impl World {
             if let Some(i) = taker {
                 self.players[i].score += 1;
                 self.gems[g] = self.random_spot();
-                self.board_changed = true;
+                self.scores_changed = true;
             }
         }
     }
