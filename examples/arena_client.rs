@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use crossterm::style::{Color, Print, ResetColor, SetForegroundColor};
 use crossterm::{cursor, execute, queue, terminal};
-use repod::{msg, Client, ClientCtx, ClientRoutes, Config, Connection, Listener, Message, Mode};
+use repod::{Client, ClientCtx, ClientRoutes, Config, Connection, Listener, Message, Mode, Typed};
 
 #[path = "arena/proto.rs"]
 mod proto;
 #[path = "arena/sim.rs"]
 mod sim;
 
-use proto::{Dot, Line, Snapshot};
+use proto::{Dot, Line, Snapshot, ToServer};
 
 const FRAME: Duration = Duration::from_micros(16_667);
 const TICK: Duration = Duration::from_micros(33_333);
@@ -50,7 +50,9 @@ impl Listener for View {
         r.on("connected", |me, net, _| {
             me.status = "connected".into();
             if me.join {
-                net.send(&msg! { "action": "join", "name": me.name.as_str() });
+                net.send(&Typed(ToServer::Join {
+                    name: me.name.clone(),
+                }));
             }
             Ok(())
         });
@@ -242,7 +244,8 @@ fn frame_loop(client: &mut Client<View>, out: &mut impl Write) -> io::Result<()>
             held = (0, 0);
         }
         if held != sent && client.listener().me.is_some() {
-            client.send(&msg! { "action": "input", "dx": held.0, "dy": held.1 });
+            let (dx, dy) = (i64::from(held.0), i64::from(held.1));
+            client.send(&Typed(ToServer::Input { dx, dy }));
             sent = held;
         }
         draw(out, client.listener(), frame_start)?;

@@ -31,8 +31,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use repod::{
-    ChannelCtx, ChannelHandler, ChannelId, DisconnectReason, HandlerResult, Message, Routes,
-    Server, ServerCtx, ServerHandler,
+    ChannelCtx, ChannelHandler, ChannelId, DisconnectReason, HandlerResult, Routes, Server,
+    ServerCtx, ServerHandler,
 };
 
 #[path = "arena/proto.rs"]
@@ -41,6 +41,7 @@ mod proto;
 mod sim;
 mod web;
 
+use proto::ToServer;
 use sim::{Input, World};
 
 /// One connection: a spectator until it joins.
@@ -64,29 +65,26 @@ impl ChannelHandler for Seat {
     type Server = Arena;
 
     fn routes(r: &mut Routes<Self>) {
-        r.on("join", Self::join);
-        r.on("input", Self::input);
+        // One route per variant of `ToServer`, and one `match`.
+        r.on_enum(Self::handle);
     }
 }
 
 impl Seat {
-    fn join(&mut self, ctx: &mut ChannelCtx<'_, Self>, m: &Message<'_>) -> HandlerResult {
-        if self.player.is_some() {
-            return Ok(());
-        }
-        let name = m.str("name").unwrap_or("");
-        let Some(id) = ctx.server().world.join(name, false) else {
-            return Err(repod::Error::handler("the arena is full"));
-        };
-        self.player = Some(id);
-        ctx.send(&repod::msg! { "action": "welcome", "id": id });
-        Ok(())
-    }
-
-    fn input(&mut self, ctx: &mut ChannelCtx<'_, Self>, m: &Message<'_>) -> HandlerResult {
-        if let Some(id) = self.player {
-            let input = Input::clamped(m.i64("dx")?, m.i64("dy")?);
-            ctx.server().world.set_input(id, input);
+    fn handle(&mut self, ctx: &mut ChannelCtx<'_, Self>, m: ToServer) -> HandlerResult {
+        match (m, self.player) {
+            (ToServer::Join { name }, None) => {
+                let Some(id) = ctx.server().world.join(&name, false) else {
+                    return Err(repod::Error::handler("the arena is full"));
+                };
+                self.player = Some(id);
+                ctx.send(&repod::msg! { "action": "welcome", "id": id });
+            }
+            (ToServer::Input { dx, dy }, Some(id)) => {
+                ctx.server().world.set_input(id, Input::clamped(dx, dy));
+            }
+            // A second join, or input from a spectator: nothing to do.
+            _ => {}
         }
         Ok(())
     }

@@ -13,10 +13,15 @@
 //! A client sends `{"action": "join", "name": "..."}` once to play (a client that never joins
 //! is a spectator: it gets every snapshot), then `{"action": "input", "dx": -1|0|1, "dy": ...}`
 //! whenever its keys change.
+//!
+//! The messages are Rust types (feature `serde`, on by default): what clients send is one enum
+//! tagged by `"action"`, which the server routes with one `match`; the snapshot is a struct
+//! whose byte fields borrow from the frame when a Rust client reads it.
 
 #![allow(dead_code)] // each program uses its own half
 
-use repod::{msg, Bin, Encode, Message};
+use repod::{msg, Encode, Message, Typed};
+use serde::{Deserialize, Serialize};
 
 use super::sim::{World, HEIGHT, WIDTH};
 
@@ -39,9 +44,48 @@ pub fn snapshot_bytes(world: &World, players: &mut Vec<u8>, gems: &mut Vec<u8>) 
     }
 }
 
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ToServer {
+    /// Play, under this name (a missing name gets a numbered one).
+    Join {
+        /// Shown on the score board.
+        #[serde(default)]
+        name: String,
+    },
+    /// The direction the player's keys hold; out-of-range numbers are clamped.
+    Input {
+        /// -1, 0 or 1.
+        dx: i64,
+        /// -1, 0 or 1.
+        dy: i64,
+    },
+}
+
+/// The `snap` message as it travels: byte strings borrowed from the frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snap<'a> {
+    /// Always `"snap"`.
+    pub action: &'a str,
+    /// The tick.
+    pub t: u32,
+    /// 3 bytes a player: id, x, y.
+    #[serde(with = "serde_bytes")]
+    pub p: &'a [u8],
+    /// 2 bytes a gem: x, y.
+    #[serde(with = "serde_bytes")]
+    pub g: &'a [u8],
+}
+
 /// The `snap` message.
 pub fn snapshot<'a>(tick: u32, players: &'a [u8], gems: &'a [u8]) -> impl Encode + 'a {
-    msg! { "action": "snap", "t": tick, "p": Bin(players), "g": Bin(gems) }
+    Typed(Snap {
+        action: "snap",
+        t: tick,
+        p: players,
+        g: gems,
+    })
 }
 
 /// The `board` message.
@@ -77,7 +121,7 @@ pub fn scores_bytes(world: &World, out: &mut Vec<u8>) {
 
 /// The `scores` message.
 pub fn scores(bytes: &[u8]) -> impl Encode + '_ {
-    msg! { "action": "scores", "s": Bin(bytes) }
+    msg! { "action": "scores", "s": repod::Bin(bytes) }
 }
 
 /// Applies a `scores` message to a board; false if `m` is not one.
@@ -122,9 +166,7 @@ impl Snapshot {
         if m.action() != "snap" {
             return None;
         }
-        let tick = m.u32("t").ok()?;
-        let p = m.bin("p").ok()?;
-        let g = m.bin("g").ok()?;
+        let Snap { t: tick, p, g, .. } = m.decode().ok()?;
         Some(Snapshot {
             tick,
             players: p
