@@ -1,0 +1,358 @@
+//! The arena as people run it: `arena_server` with bots, and real clients.
+//!
+//! - a Rust spectator gets every snapshot at the tick rate with no gap, sees the bots move, and
+//!   sees a player who joins;
+//! - the terminal client, `arena_client`, in a real terminal (tmux): it draws the field and
+//!   its player moves on arrow keys (seen by the spectator, through the server);
+//! - the browser page, `web/arena.html`, in headless Chromium: it connects and draws, and a
+//!   screenshot is written to `docs/arena-browser.png` for the README (the terminal's is
+//!   written to `docs/arena-terminal.txt`).
+//!
+//! tmux and Chromium are real tools: without them the test says so loudly and skips; with `CI`
+//! set it fails.
+
+#[path = "support/examples.rs"]
+mod examples;
+#[path = "support/proc.rs"]
+mod proc;
+
+#[path = "../examples/arena/proto.rs"]
+mod proto;
+#[path = "../examples/arena/sim.rs"]
+mod sim;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use proc::Proc;
+use proto::{Line, Snapshot};
+use repod::{msg, Connection};
+
+/// A running `arena_server`, and where to reach it.
+struct Arena {
+    _proc: Proc,
+    tcp: String,
+    browser: String,
+}
+
+fn start(bots: usize) -> Arena {
+    let mut p = Proc::example(
+        "arena_server",
+        &["--bind", "127.0.0.1:0", "--bots", &bots.to_string()],
+    );
+    let tcp = p.expect_word("terminal:");
+    let tcp = tcp.rsplit(' ').next().unwrap().to_owned();
+    let browser = p.expect_word("browser:").trim().to_owned();
+    Arena {
+        _proc: p,
+        tcp,
+        browser,
+    }
+}
+
+/// A spectator: a plain connection that never joins, keeping what it saw.
+struct Spectator {
+    conn: Connection,
+    snaps: Vec<(Instant, Snapshot)>,
+    board: Vec<Line>,
+}
+
+impl Spectator {
+    fn connect(addr: &str) -> Spectator {
+        Spectator {
+            conn: Connection::connect(addr).unwrap(),
+            snaps: Vec::new(),
+            board: Vec::new(),
+        }
+    }
+
+    /// Pumps for `d`, like a 100 fps frame loop.
+    fn watch(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            let (snaps, board) = (&mut self.snaps, &mut self.board);
+            self.conn.poll(Duration::from_millis(10), |_, m| {
+                if let Some(s) = Snapshot::read(m) {
+                    snaps.push((Instant::now(), s));
+                } else if let Some(b) = proto::read_board(m) {
+                    *board = b;
+                }
+            });
+        }
+    }
+
+    /// Watches until `cond` holds (at most 20 s).
+    fn watch_until(&mut self, what: &str, cond: impl Fn(&Spectator) -> bool) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !cond(self) {
+            assert!(Instant::now() < until, "spectator: waiting for {what}");
+            self.watch(Duration::from_millis(50));
+        }
+    }
+
+    fn id_of(&self, name: &str) -> Option<u8> {
+        self.board.iter().find(|l| l.1 == name).map(|l| l.0)
+    }
+
+    fn last(&self) -> &Snapshot {
+        &self.snaps.last().expect("a snapshot").1
+    }
+}
+
+#[test]
+fn a_spectator_sees_every_tick_bots_moving_and_a_player_joining() {
+    let arena = start(6);
+    let mut eye = Spectator::connect(&arena.tcp);
+    eye.watch_until("the first snapshot", |s| !s.snaps.is_empty());
+    let first = eye.snaps.len();
+    eye.watch(Duration::from_secs(2));
+    let window: Vec<&(Instant, Snapshot)> = eye.snaps[first..].iter().collect();
+    // No gap: every tick's snapshot, in order.
+    for pair in window.windows(2) {
+        assert_eq!(
+            pair[1].1.tick,
+            pair[0].1.tick + 1,
+            "snapshots skipped a tick"
+        );
+    }
+    // At the tick rate (generously bounded: the machine is shared).
+    let secs = window
+        .last()
+        .unwrap()
+        .0
+        .duration_since(window[0].0)
+        .as_secs_f64();
+    let rate = (window.len() - 1) as f64 / secs;
+    assert!((20.0..40.0).contains(&rate), "{rate:.1} snapshots a second");
+    // Six bots, all moving.
+    let (a, b) = (&window[0].1, &window.last().unwrap().1);
+    assert_eq!(b.players.len(), 6);
+    let moved = b
+        .players
+        .iter()
+        .filter(|d| a.dot(d.id).is_some_and(|o| (o.x, o.y) != (d.x, d.y)))
+        .count();
+    assert!(moved >= 5, "only {moved} of 6 bots moved in 2 s");
+    assert_eq!(eye.board.len(), 6);
+
+    // A player joins, steers right, and the spectator sees it arrive and move.
+    // On its own thread: nobody pumps it while the spectator watches.
+    let mut player = Connection::connect_background(arena.tcp.as_str()).unwrap();
+    player.send(&msg! { "action": "join", "name": "joiner" });
+    eye.watch_until("the joiner on the board", |s| s.id_of("joiner").is_some());
+    let id = eye.id_of("joiner").unwrap();
+    eye.watch_until("the joiner in a snapshot", |s| s.last().dot(id).is_some());
+    let start_x = eye.last().dot(id).unwrap().x;
+    player.send(&msg! { "action": "input", "dx": 1, "dy": 0 });
+    eye.watch_until("the joiner moving right", |s| {
+        s.last()
+            .dot(id)
+            .is_some_and(|d| d.x > start_x + 2.0 || d.x >= sim::WIDTH - 1.0)
+    });
+    let welcome = (0..50).find_map(|_| {
+        player
+            .recv_timeout(Duration::from_millis(100))
+            .filter(|m| m.action() == "welcome")
+    });
+    assert_eq!(welcome.unwrap().message().u64("id").unwrap(), u64::from(id));
+    // Leaving frees the place.
+    player.close();
+    eye.watch_until("the joiner gone", |s| s.id_of("joiner").is_none());
+    assert!(eye.last().dot(id).is_none() || eye.snaps.len() > 1);
+}
+
+fn tmux() -> Option<std::path::PathBuf> {
+    proc::real_tool(
+        "tmux",
+        "REPOD_TMUX",
+        &["/usr/bin/tmux"],
+        "tmux",
+        "-V",
+        "apt-get install tmux",
+    )
+}
+
+fn capture(tmux: &Path, session: &str) -> String {
+    let out = Command::new(tmux)
+        .args(["capture-pane", "-p", "-t", session])
+        .output()
+        .expect("tmux capture-pane");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_terminal_client_draws_the_arena_and_moves_on_keys() {
+    let Some(tmux) = tmux() else { return };
+    let arena = start(3);
+    let mut eye = Spectator::connect(&arena.tcp);
+    let session = format!("repod-arena-{}", std::process::id());
+    let client = examples::path("arena_client");
+    let command = format!("{} {} --name tmuxer", client.display(), arena.tcp);
+    let ok = Command::new(&tmux)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "100",
+            "-y",
+            "40",
+            &command,
+        ])
+        .status()
+        .expect("tmux new-session");
+    assert!(ok.success());
+    struct Kill<'a>(&'a Path, &'a str);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            // Gone already when the client quit; then tmux has nothing to kill.
+            let _ = Command::new(self.0)
+                .args(["kill-session", "-t", self.1])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    let _kill = Kill(&tmux, &session);
+
+    // It draws: the field's border, the score board with our name, our player.
+    let until = Instant::now() + Duration::from_secs(20);
+    let screen = loop {
+        let screen = capture(&tmux, &session);
+        if screen.contains("tmuxer") && screen.contains('@') && screen.contains("+---") {
+            break screen;
+        }
+        assert!(Instant::now() < until, "the client never drew:\n{screen}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        screen.contains("SCORE") && screen.contains("bot1"),
+        "{screen}"
+    );
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("arena-terminal.txt"), screen.trim_end()).unwrap();
+
+    // Keys move it: the server (through the spectator) sees it go right, then left.
+    eye.watch_until("tmuxer on the board", |s| s.id_of("tmuxer").is_some());
+    let id = eye.id_of("tmuxer").unwrap();
+    eye.watch_until("tmuxer in a snapshot", |s| s.last().dot(id).is_some());
+    for (key, sign) in [("Right", 1.0f32), ("Left", -1.0)] {
+        let from = eye.last().dot(id).unwrap().x;
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            // Terminals repeat a held key; a few presses stand for holding it.
+            Command::new(&tmux)
+                .args(["send-keys", "-t", &session, key, key, key])
+                .status()
+                .unwrap();
+            eye.watch(Duration::from_millis(150));
+            let x = eye.last().dot(id).unwrap().x;
+            if (x - from) * sign > 1.5 {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "{key} did not move the player ({from} -> {x})"
+            );
+        }
+    }
+    Command::new(&tmux)
+        .args(["send-keys", "-t", &session, "q"])
+        .status()
+        .unwrap();
+    eye.watch_until("tmuxer gone after q", |s| s.id_of("tmuxer").is_none());
+}
+
+fn chromium() -> Option<std::path::PathBuf> {
+    proc::real_tool(
+        "Chromium",
+        "REPOD_CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        "chromium",
+        "--version",
+        "apt-get install chromium",
+    )
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; returns its stdout.
+fn run_chromium(browser: &Path, url: &str, extra: &[&str]) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "repod-arena-chromium-{}-{}",
+        std::process::id(),
+        extra.len()
+    ));
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--window-size=1040,420",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting chromium");
+    let until = Instant::now() + proc::WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("chromium did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_browser_page_connects_draws_and_plays() {
+    let Some(browser) = chromium() else { return };
+    let arena = start(6);
+    let mut eye = Spectator::connect(&arena.tcp);
+    let url = format!("{}&name=webby", arena.browser);
+
+    // The page joins and draws frames with every player.
+    let dom = run_chromium(&browser, &url, &["--dump-dom"]);
+    let title = dom
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or("");
+    assert!(
+        title.starts_with("arena: drew") && title.ends_with("7 players"),
+        "title {title:?}\n{dom}"
+    );
+    assert!(dom.contains("webby"), "the page's board shows its player");
+
+    // The server saw the browser player join (and leave when the page closed).
+    eye.watch_until("webby joined and left", |s| {
+        s.snaps.iter().any(|(_, snap)| snap.players.len() == 7) && s.id_of("webby").is_none()
+    });
+
+    // The screenshot for the README.
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/arena-browser.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        &browser,
+        &url,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+}
