@@ -897,21 +897,9 @@ impl Background {
     /// Waits at most `timeout` for what the network thread queued, and hands every message of
     /// it to `f` as a slice of the network thread's own buffer: no copy.
     fn take_batch(&mut self, timeout: Duration, mut f: impl FnMut(OwnedMessage)) {
-        {
-            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
-            if inbox.is_empty() && !timeout.is_zero() {
-                inbox = self
-                    .shared
-                    .arrived
-                    .wait_timeout_while(inbox, timeout, |i| i.is_empty())
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            if inbox.is_empty() {
-                return;
-            }
-            // The buffer becomes the messages' storage; the network thread starts a new one.
-            std::mem::swap(&mut *inbox, &mut self.local);
+        // The buffer becomes the messages' storage; the network thread starts a new one.
+        if !self.take_inbox(timeout) {
+            return;
         }
         let batch = Bytes::from(std::mem::take(&mut self.local));
         let mut at = 0;
@@ -927,23 +915,30 @@ impl Background {
         }
     }
 
+    /// Waits at most `timeout` for the network thread's frames and swaps its buffer with
+    /// `local`: it fills one while the game reads the other. False when nothing came.
+    fn take_inbox(&mut self, timeout: Duration) -> bool {
+        let mut inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        if inbox.is_empty() && !timeout.is_zero() {
+            inbox = self
+                .shared
+                .arrived
+                .wait_timeout_while(inbox, timeout, |i| i.is_empty())
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if inbox.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut *inbox, &mut self.local);
+        true
+    }
+
     fn poll<F>(&mut self, timeout: Duration, f: &mut F) -> usize
     where
         F: FnMut(&mut ClientCtx<'_>, &Message<'_>),
     {
-        {
-            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
-            if inbox.is_empty() && !timeout.is_zero() {
-                inbox = self
-                    .shared
-                    .arrived
-                    .wait_timeout_while(inbox, timeout, |i| i.is_empty())
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            // Swap buffers: the network thread fills one while the game reads the other.
-            std::mem::swap(&mut *inbox, &mut self.local);
-        }
+        self.take_inbox(timeout);
         let mut count = 0;
         let mut rest = &self.local[..];
         let mut ctx = ClientCtx {

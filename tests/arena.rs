@@ -265,17 +265,6 @@ fn the_terminal_client_draws_the_arena_and_moves_on_keys() {
     eye.watch_until("tmuxer gone after q", |s| s.id_of("tmuxer").is_none());
 }
 
-fn chromium() -> Option<std::path::PathBuf> {
-    proc::real_tool(
-        "Chromium",
-        "REPOD_CHROMIUM",
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-        "chromium",
-        "--version",
-        "apt-get install chromium",
-    )
-}
-
 /// Runs headless Chromium on `url` with `extra` arguments; returns its stdout.
 fn run_chromium(browser: &Path, url: &str, extra: &[&str]) -> String {
     let profile = std::env::temp_dir().join(format!(
@@ -317,7 +306,9 @@ fn run_chromium(browser: &Path, url: &str, extra: &[&str]) -> String {
 
 #[test]
 fn the_browser_page_connects_draws_and_plays() {
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = proc::chromium() else {
+        return;
+    };
     let arena = start(6);
     let mut eye = Spectator::connect(&arena.tcp);
     let url = format!("{}&name=webby", arena.browser);

@@ -26,17 +26,6 @@ use repod::{msg, Client, ClientRoutes, Listener};
 /// Bound on any wait for a child process; generous, for a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(90);
 
-fn chromium() -> Option<PathBuf> {
-    proc::real_tool(
-        "Chromium",
-        "REPOD_CHROMIUM",
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-        "chromium",
-        "--version",
-        "apt-get install chromium",
-    )
-}
-
 /// Starts headless Chromium on `url`, dumping the DOM once the page is done.
 fn start_chromium(browser: &PathBuf, url: &str) -> std::process::Child {
     let profile = tempdir("chromium-profile");
@@ -115,7 +104,7 @@ fn web_chat() -> (Proc, String, String) {
 
 #[test]
 fn repod_js_test_page_passes_against_echo_server() {
-    let Some(browser) = chromium() else {
+    let Some(browser) = proc::chromium() else {
         return;
     };
     // Heartbeats on: the page's clients must answer the server's pings by themselves.
@@ -164,7 +153,7 @@ impl Listener for Rusty {
 
 #[test]
 fn web_chat_page_and_a_rust_client_chat_together() {
-    let Some(browser) = chromium() else {
+    let Some(browser) = proc::chromium() else {
         return;
     };
     let (mut server, _, page) = web_chat();

@@ -290,6 +290,18 @@ pub fn port_of(addr: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {addr:?}"))
 }
 
+/// Headless Chromium, for the pages' tests (`tests/browser.rs`, `tests/arena.rs`).
+pub fn chromium() -> Option<PathBuf> {
+    real_tool(
+        "Chromium",
+        "REPOD_CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        "chromium",
+        "--version",
+        "apt-get install chromium",
+    )
+}
+
 /// A real program the tests run (Chromium, HAProxy): `$env_var` if set, else the first of
 /// `paths` that exists, else `name` if it runs from `PATH` with `version_flag`. Without it:
 /// `None` after a loud notice, so the tests skip; a panic when `CI` is set, so CI cannot pass
