@@ -5,8 +5,9 @@
 //! - the terminal client, `arena_client`, in a real terminal (tmux): it draws the field and
 //!   its player moves on arrow keys (seen by the spectator, through the server);
 //! - the browser page, `web/arena.html`, in headless Chromium: it connects and draws, and a
-//!   screenshot is written to `docs/arena-browser.png` for the README (the terminal's is
-//!   written to `docs/arena-terminal.txt`).
+//!   screenshot is written for the README: to `target/tmp/arena-browser.png` (and the
+//!   terminal's text to `target/tmp/arena-terminal.txt`), and to `docs/` with
+//!   `REPOD_WRITE_DOCS=1`, so that a plain `cargo test` leaves the tracked files alone.
 //!
 //! tmux and Chromium are real tools: without them the test says so loudly and skips; with `CI`
 //! set it fails.
@@ -162,6 +163,17 @@ fn a_spectator_sees_every_tick_bots_moving_and_a_player_joining() {
     assert!(eye.last().dot(id).is_none() || eye.snaps.len() > 1);
 }
 
+/// Where the README's pictures go: `docs/` with `REPOD_WRITE_DOCS=1`, else `target/tmp`.
+fn pictures_dir() -> std::path::PathBuf {
+    let dir = if std::env::var_os("REPOD_WRITE_DOCS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+    } else {
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn tmux() -> Option<std::path::PathBuf> {
     proc::real_tool(
         "tmux",
@@ -230,8 +242,7 @@ fn the_terminal_client_draws_the_arena_and_moves_on_keys() {
         screen.contains("SCORE") && screen.contains("bot1"),
         "{screen}"
     );
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
+    let docs = pictures_dir();
     std::fs::write(docs.join("arena-terminal.txt"), screen.trim_end()).unwrap();
 
     // Keys move it: the server (through the spectator) sees it go right, then left.
@@ -332,8 +343,7 @@ fn the_browser_page_connects_draws_and_plays() {
     });
 
     // The screenshot for the README.
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/arena-browser.png");
-    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    let shot = pictures_dir().join("arena-browser.png");
     let _ = std::fs::remove_file(&shot);
     run_chromium(
         &browser,
