@@ -174,6 +174,41 @@ fn pictures_dir() -> std::path::PathBuf {
     dir
 }
 
+/// Kills a tmux session when dropped.
+struct Kill<'a>(&'a Path, String);
+
+impl Drop for Kill<'_> {
+    fn drop(&mut self) {
+        // Gone already when the client quit; then tmux has nothing to kill.
+        let _ = Command::new(self.0)
+            .args(["kill-session", "-t", &self.1])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Starts `arena_client` as player `name` in a 100 x 40 tmux session.
+fn terminal_player<'a>(tmux: &'a Path, session: &str, addr: &str, name: &str) -> Kill<'a> {
+    let client = examples::path("arena_client");
+    let command = format!("{} {addr} --name {name}", client.display());
+    let ok = Command::new(tmux)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "40",
+            &command,
+        ])
+        .status()
+        .expect("tmux new-session");
+    assert!(ok.success());
+    Kill(tmux, session.to_owned())
+}
+
 fn tmux() -> Option<std::path::PathBuf> {
     proc::real_tool(
         "tmux",
@@ -199,34 +234,7 @@ fn the_terminal_client_draws_the_arena_and_moves_on_keys() {
     let arena = start(3);
     let mut eye = Spectator::connect(&arena.tcp);
     let session = format!("repod-arena-{}", std::process::id());
-    let client = examples::path("arena_client");
-    let command = format!("{} {} --name tmuxer", client.display(), arena.tcp);
-    let ok = Command::new(&tmux)
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session,
-            "-x",
-            "100",
-            "-y",
-            "40",
-            &command,
-        ])
-        .status()
-        .expect("tmux new-session");
-    assert!(ok.success());
-    struct Kill<'a>(&'a Path, &'a str);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            // Gone already when the client quit; then tmux has nothing to kill.
-            let _ = Command::new(self.0)
-                .args(["kill-session", "-t", self.1])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-    let _kill = Kill(&tmux, &session);
+    let _kill = terminal_player(&tmux, &session, &arena.tcp, "tmuxer");
 
     // It draws: the field's border, the score board with our name, our player.
     let until = Instant::now() + Duration::from_secs(20);
@@ -278,11 +286,11 @@ fn the_terminal_client_draws_the_arena_and_moves_on_keys() {
 
 /// Runs headless Chromium on `url` with `extra` arguments; returns its stdout.
 fn run_chromium(browser: &Path, url: &str, extra: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!(
-        "repod-arena-chromium-{}-{}",
-        std::process::id(),
-        extra.len()
-    ));
+    // A profile of its own per run: two Chromiums on one profile, and the second just exits.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile =
+        std::env::temp_dir().join(format!("repod-arena-chromium-{}-{run}", std::process::id()));
     let mut child = Command::new(browser)
         .args([
             "--headless",
@@ -356,4 +364,36 @@ fn the_browser_page_connects_draws_and_plays() {
         "{} bytes",
         png.len()
     );
+}
+
+#[test]
+fn a_terminal_player_and_a_browser_player_share_a_match() {
+    let (Some(tmux), Some(browser)) = (tmux(), proc::chromium()) else {
+        return;
+    };
+    let arena = start(2);
+    let mut eye = Spectator::connect(&arena.tcp);
+    let session = format!("repod-arena-both-{}", std::process::id());
+    let _kill = terminal_player(&tmux, &session, &arena.tcp, "termy");
+    eye.watch_until("the terminal player", |s| s.id_of("termy").is_some());
+    // The browser player joins the same match and sees the terminal player on its board.
+    let dom = run_chromium(
+        &browser,
+        &format!("{}&name=webby", arena.browser),
+        &["--dump-dom"],
+    );
+    assert!(
+        dom.contains("termy"),
+        "the page's board lists the terminal player:\n{dom}"
+    );
+    assert!(
+        dom.contains("arena: drew") && dom.contains("4 players"),
+        "{dom}"
+    );
+    // And the server had both at once: two bots, the terminal player and the browser player.
+    eye.watch_until("both humans in one snapshot", |s| {
+        s.snaps.iter().any(|(_, snap)| snap.players.len() == 4)
+    });
+    // The terminal shows the browser player on its own board too, while it was there.
+    assert!(eye.id_of("termy").is_some());
 }
