@@ -215,6 +215,8 @@ fn slow_reader_is_disconnected_with_output_full() {
     let (s, mut p, id) = flood(SlowReaderPolicy::Disconnect);
     // Never read: the kernel's buffers fill, then the queue, then the server gives up.
     wait_for_flood_end(&s, id);
+    // The tick saw the refusal; the close hooks run once the tick has returned.
+    s.wait("the disconnect hooks", |r| !r.disconnects_of(id).is_empty());
     let r = s.lock();
     let (_, stats) = r.flood.iter().find(|(i, _)| *i == id).unwrap();
     assert_eq!(stats.stopped_by, Some("OutputFull"), "{stats:?}");
