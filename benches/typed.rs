@@ -3,7 +3,8 @@
 //! - decode: a chat message and a 10-field move message read with the in-place `Message`
 //!   accessors (`m.str("text")`...) and decoded into a struct with borrowed fields
 //!   (`m.decode::<Chat>()`), into a struct owning its strings, and into a
-//!   `#[serde(tag = "action")]` enum (serde's buffered, internally tagged path);
+//!   `#[serde(tag = "action")]` enum (serde's buffered, internally tagged path) and into the
+//!   same enum without the tag (repod reads the variant from the action);
 //! - encode: the same messages written with `msg!` and with `Typed(&value)`, struct and enum,
 //!   into a reused output buffer as a connection's.
 //!
@@ -45,24 +46,85 @@ struct Move<'a> {
     hp: u8,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-enum ToServer<'a> {
-    Chat {
-        text: &'a str,
-        from: &'a str,
-    },
-    Move {
-        seq: u64,
-        name: &'a str,
-        x: f32,
-        y: f32,
-        vx: f32,
-        vy: f32,
-        facing: f32,
-        firing: bool,
-        hp: u8,
-    },
+/// The protocol as one enum, twice: tagged by serde, and plain (tagged by repod).
+macro_rules! to_server {
+    ($name:ident $(, $tag:literal)?) => {
+        #[derive(Serialize, Deserialize)]
+        #[serde($(tag = $tag,)? rename_all = "snake_case")]
+        enum $name<'a> {
+            Chat {
+                text: &'a str,
+                from: &'a str,
+            },
+            Move {
+                seq: u64,
+                name: &'a str,
+                x: f32,
+                y: f32,
+                vx: f32,
+                vy: f32,
+                facing: f32,
+                firing: bool,
+                hp: u8,
+            },
+        }
+    };
+}
+
+to_server!(ToServer, "action");
+to_server!(Plain);
+
+/// Decode and encode benches for one of the two enums.
+macro_rules! enum_benches {
+    (decode $g:ident, $m:ident, $label:literal, $E:ident) => {
+        $g.bench_function(concat!("chat/", $label), |b| {
+            b.iter(|| match black_box(&$m).decode::<$E>().unwrap() {
+                $E::Chat { text, from } => (text.len() + from.len()) as f64,
+                $E::Move { seq, x, .. } => seq as f64 + x as f64,
+            })
+        });
+    };
+    (decode_move $g:ident, $m:ident, $label:literal, $E:ident) => {
+        $g.bench_function(concat!("move/", $label), |b| {
+            b.iter(|| match black_box(&$m).decode::<$E>().unwrap() {
+                $E::Move { seq, x, .. } => seq as f64 + x as f64,
+                $E::Chat { .. } => 0.0,
+            })
+        });
+    };
+    (encode_chat $g:ident, $buf:ident, $label:literal, $E:ident) => {
+        $g.bench_function(concat!("chat/", $label), |b| {
+            b.iter(|| {
+                $buf.clear();
+                Typed($E::Chat {
+                    text: black_box(TEXT),
+                    from: "Alice",
+                })
+                .encode(&mut $buf);
+                $buf.len()
+            })
+        });
+    };
+    (encode_move $g:ident, $buf:ident, $label:literal, $E:ident) => {
+        $g.bench_function(concat!("move/", $label), |b| {
+            b.iter(|| {
+                $buf.clear();
+                Typed($E::Move {
+                    seq: black_box(123_456),
+                    name: "player7",
+                    x: 10.5,
+                    y: -3.25,
+                    vx: 1.5,
+                    vy: -0.5,
+                    facing: 0.75,
+                    firing: true,
+                    hp: 97,
+                })
+                .encode(&mut $buf);
+                $buf.len()
+            })
+        });
+    };
 }
 
 const TEXT: &str = "gg, one more round?";
@@ -117,12 +179,8 @@ fn decode(c: &mut Criterion) {
             c.text.len() + c.from.len()
         })
     });
-    g.bench_function("chat/tagged_enum", |b| {
-        b.iter(|| match black_box(&m).decode::<ToServer>().unwrap() {
-            ToServer::Chat { text, from } => text.len() + from.len(),
-            ToServer::Move { .. } => 0,
-        })
-    });
+    enum_benches!(decode g, m, "tagged_enum", ToServer);
+    enum_benches!(decode g, m, "plain_enum", Plain);
 
     let m = Message::parse(&mv).unwrap();
     g.throughput(Throughput::Bytes(mv.len() as u64));
@@ -135,12 +193,8 @@ fn decode(c: &mut Criterion) {
             v.seq as f64 + v.x as f64 + v.name.len() as f64
         })
     });
-    g.bench_function("move/tagged_enum", |b| {
-        b.iter(|| match black_box(&m).decode::<ToServer>().unwrap() {
-            ToServer::Move { seq, x, .. } => seq as f64 + x as f64,
-            ToServer::Chat { .. } => 0.0,
-        })
-    });
+    enum_benches!(decode_move g, m, "tagged_enum", ToServer);
+    enum_benches!(decode_move g, m, "plain_enum", Plain);
     g.finish();
 }
 
@@ -168,17 +222,8 @@ fn encode(c: &mut Criterion) {
             buf.len()
         })
     });
-    g.bench_function("chat/typed_enum", |b| {
-        b.iter(|| {
-            buf.clear();
-            Typed(ToServer::Chat {
-                text: black_box(TEXT),
-                from: "Alice",
-            })
-            .encode(&mut buf);
-            buf.len()
-        })
-    });
+    enum_benches!(encode_chat g, buf, "typed_enum", ToServer);
+    enum_benches!(encode_chat g, buf, "plain_enum", Plain);
 
     g.throughput(Throughput::Bytes(move_payload().len() as u64));
     g.bench_function("move/msg", |b| {
@@ -212,24 +257,8 @@ fn encode(c: &mut Criterion) {
             buf.len()
         })
     });
-    g.bench_function("move/typed_enum", |b| {
-        b.iter(|| {
-            buf.clear();
-            Typed(ToServer::Move {
-                seq: black_box(123_456),
-                name: "player7",
-                x: 10.5,
-                y: -3.25,
-                vx: 1.5,
-                vy: -0.5,
-                facing: 0.75,
-                firing: true,
-                hp: 97,
-            })
-            .encode(&mut buf);
-            buf.len()
-        })
-    });
+    enum_benches!(encode_move g, buf, "typed_enum", ToServer);
+    enum_benches!(encode_move g, buf, "plain_enum", Plain);
     g.finish();
 }
 
@@ -237,6 +266,13 @@ fn encode(c: &mut Criterion) {
 fn check_same_bytes() -> HandlerResult {
     let mut typed = Vec::new();
     Typed(ToServer::Chat {
+        text: TEXT,
+        from: "Alice",
+    })
+    .encode(&mut typed);
+    assert_eq!(typed, chat_payload());
+    typed.clear();
+    Typed(Plain::Chat {
         text: TEXT,
         from: "Alice",
     })

@@ -32,7 +32,7 @@ const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Client to server. A missing field reads as empty, and is refused as such.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum ToServer {
     Nickname {
         #[serde(default)]
@@ -47,7 +47,7 @@ enum ToServer {
 /// Server to client, connection events included. `Cow`: the server sends borrowed text, the
 /// client decodes owned text (`ToClient<'static>`).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum ToClient<'a> {
     /// The server's greeting.
     Connected,

@@ -5,7 +5,7 @@
 //!
 //! - **Receive** one type with [`Message::decode`], borrowing strings and bytes from the frame;
 //!   route an action to a typed handler with [`Routes::on_msg`] / [`ClientRoutes::on_msg`];
-//!   route every variant of one `#[serde(tag = "action")]` enum with [`Routes::on_enum`] /
+//!   route every variant of one enum, each variant an action, with [`Routes::on_enum`] /
 //!   [`ClientRoutes::on_enum`], and write one `match`.
 //! - **Send** any `T: Serialize` wrapped in [`Typed`]: `ctx.send(&Typed(&reply))`. It is encoded
 //!   straight into the connection's output buffer, behind the length prefix, with no
@@ -18,7 +18,7 @@
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize, Debug, PartialEq)]
-//! #[serde(tag = "action", rename_all = "snake_case")]
+//! #[serde(rename_all = "snake_case")] // each variant's name is its action
 //! enum ToServer<'a> {
 //!     Nickname { nickname: &'a str },
 //!     Chat { text: &'a str },
@@ -33,12 +33,30 @@
 //! assert_eq!(m.decode::<ToServer>().unwrap(), ToServer::Chat { text: "hi" });
 //! ```
 //!
+//! ## Enums: the variant is the action
+//!
+//! A message is a map with an `"action"` key, so an enum at the top of a message is read and
+//! written in the one way that fits: the variant's name (renames applied) is the action, and
+//! its fields sit beside it in the same map. A **plain enum** (no `tag`) does this with repod's
+//! help and allocates nothing: on receipt the action is already known, so the variant comes
+//! from it and the fields are read straight from the frame; `Typed` writes the action first,
+//! then the fields. A variant may have named fields (`Chat { text: &'a str }`), hold one
+//! struct or map whose entries go beside the action (`Move(Move)`, handy when the same struct
+//! also has its own `on_msg` route), or be a unit (`Ping`, just `{"action": "ping"}`). Tuple
+//! variants and fields named `action` are refused, with an error saying so.
+//!
+//! `#[serde(tag = "action")]` produces the same maps through serde's own machinery, and works
+//! too: with any serde format, not only through repod, but at the cost of one allocation per
+//! decoded message (see below). Only the top level is special: an enum inside a field keeps
+//! serde's usual representation.
+//!
 //! ## The mapping
 //!
 //! | Rust | msgpack (Python) |
 //! |---|---|
-//! | struct, struct variant of a `tag = "action"` enum | map with the field names as keys (`dict`) |
-//! | unit variant of a `tag = "action"` enum | `{"action": name}` |
+//! | struct, struct variant of a message enum | map with the field names as keys (`dict`) |
+//! | newtype variant of a message enum holding a struct or map | its entries, beside `"action": name` |
+//! | unit variant of a message enum | `{"action": name}` |
 //! | `&str`, `String`, `Cow<str>`, `char` | str (`str`) |
 //! | `#[serde(with = "serde_bytes")]` `&[u8]`, `Vec<u8>`, `Cow<[u8]>` | bin (`bytes`) |
 //! | integers, `f32`, `f64`, `bool` | int in its smallest encoding, float 32 or 64, bool |
@@ -59,11 +77,12 @@
 //! allocate, as anywhere with serde. A typed echo with borrowed fields allocates nothing per
 //! message (`tests/zero_alloc.rs`).
 //!
-//! A **`tag = "action"` enum** is decoded through serde's internally tagged path, which buffers
-//! the map's entries before it knows the variant: about one allocation per message for the
-//! buffer, whatever the field types. Strings and bytes in it are still borrowed from the frame.
-//! Where that allocation matters, route the hot actions to structs with `on_msg` and keep the
-//! enum for the rest.
+//! A **plain enum** reads like a struct: no allocation beyond what its field types need
+//! (`tests/zero_alloc.rs`, a server and a client routing plain enums with `on_enum`). A
+//! **`tag = "action"` enum** is decoded through serde's internally tagged path, which buffers
+//! the map's entries before it knows the variant: one allocation per message for the buffer,
+//! whatever the field types (strings and bytes in it are still borrowed from the frame).
+//! Leave the `tag` off where that allocation matters.
 //!
 //! Typed routes ([`Routes::on_msg`], [`Routes::on_enum`]) hand the handler a value that owns its
 //! data (`T: DeserializeOwned`): a route outlives every frame, and Rust cannot name "`Chat<'a>`
@@ -83,6 +102,8 @@
 //! [`ClientRoutes::on_enum`]: crate::ClientRoutes::on_enum
 //! [`serde_bytes`]: https://docs.rs/serde_bytes
 
+mod action;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -101,8 +122,9 @@ use crate::{Error, HandlerResult, Message};
 /// when the message is written into the output buffer, behind its length prefix: no
 /// intermediate `Vec`, no allocation for derived structs and enums.
 ///
-/// The type should serialize as a map (a struct, a `#[serde(tag = "action")]` enum, a map type),
-/// with an `"action"` field for the peer to route it by.
+/// The type should serialize as a map with an `"action"` field for the peer to route it by: a
+/// struct with an `action` field (or `#[serde(tag = "action")]`), a map, or an enum whose
+/// variants are actions (see [the module documentation](self)).
 ///
 /// ```
 /// use repod::{msg, Encode, Typed};
@@ -135,7 +157,7 @@ impl<T: Serialize> Typed<T> {
     /// return none).
     pub fn try_encode(&self, buf: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
         let start = buf.len();
-        rmp_serde::encode::write_named(buf, &self.0).inspect_err(|_| buf.truncate(start))
+        action::encode(buf, &self.0).inspect_err(|_| buf.truncate(start))
     }
 }
 
@@ -187,7 +209,12 @@ impl<'a> Message<'a> {
     ///
     /// [`Error::Decode`], naming the field that does not fit.
     pub fn decode<T: Deserialize<'a>>(&self) -> Result<T, Error> {
-        match rmp_serde::from_slice(self.payload()) {
+        let mut de = rmp_serde::Deserializer::from_read_ref(self.payload());
+        let routed = action::Routed {
+            action: self.action(),
+            de: &mut de,
+        };
+        match T::deserialize(routed) {
             Ok(v) => Ok(v),
             Err(e) => Err(decode_error::<T>(self, e)),
         }
@@ -200,11 +227,12 @@ impl<'a> Message<'a> {
 #[inline(never)]
 fn decode_error<'a, T: Deserialize<'a>>(m: &Message<'a>, first: rmp_serde::decode::Error) -> Error {
     let mut de = rmp_serde::Deserializer::from_read_ref(m.payload());
-    let (path, reason) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Err(e) => {
-            let path = e.path().to_string();
-            (path, e.into_inner().to_string())
-        }
+    let routed = action::Routed {
+        action: m.action(),
+        de: &mut de,
+    };
+    let (path, reason) = match serde_path_to_error::deserialize::<_, T>(routed) {
+        Err(e) => (path_in_message(e.path()), e.into_inner().to_string()),
         Ok(_) => (".".to_owned(), first.to_string()),
     };
     let at_root = path == ".";
@@ -225,6 +253,27 @@ fn decode_error<'a, T: Deserialize<'a>>(m: &Message<'a>, first: rmp_serde::decod
         field: field.map(String::into_boxed_str),
         reason: reason.into_boxed_str(),
     }
+}
+
+/// The path as the message's sender sees it: a plain enum's variant is the action, not a
+/// level of the map, so it is left out.
+fn path_in_message(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut segments = path.iter().peekable();
+    if let Some(Segment::Enum { .. }) = segments.peek() {
+        segments.next();
+    }
+    let mut out = String::new();
+    for segment in segments {
+        if !out.is_empty() && !matches!(segment, Segment::Seq { .. }) {
+            out.push('.');
+        }
+        out.push_str(&segment.to_string());
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 /// The field name in serde's "missing field `name`".
@@ -250,11 +299,14 @@ fn culprit<'a, T: Deserialize<'a>>(m: &Message<'a>) -> Option<String> {
     // Compared with the error through the same path, entries all there: the direct decoder
     // may word the same problem differently.
     let error_without = |skip| {
-        T::deserialize(Without {
-            m: *m,
-            skip,
-            extra: None,
-        })
+        T::deserialize(
+            Without {
+                m: *m,
+                skip,
+                extra: None,
+            }
+            .routed(),
+        )
         .err()
         .map(|e| e.to_string())
     };
@@ -276,7 +328,7 @@ fn culprit<'a, T: Deserialize<'a>>(m: &Message<'a>) -> Option<String> {
 /// top-level key whose removal changes it.
 fn missing_at_root<'a, T: Deserialize<'a>>(m: &Message<'a>, name: &str) -> String {
     let error = |skip, extra| {
-        T::deserialize(Without { m: *m, skip, extra })
+        T::deserialize(Without { m: *m, skip, extra }.routed())
             .err()
             .map(|e| e.to_string())
     };
@@ -299,6 +351,16 @@ struct Without<'a, 'k> {
     m: Message<'a>,
     skip: usize,
     extra: Option<&'k str>,
+}
+
+impl<'a, 'k> Without<'a, 'k> {
+    /// As a message, whose action names a plain enum's variant.
+    fn routed(self) -> action::Routed<'a, Self> {
+        action::Routed {
+            action: self.m.action(),
+            de: self,
+        }
+    }
 }
 
 impl<'de> de::Deserializer<'de> for Without<'de, '_> {
@@ -365,22 +427,25 @@ impl<'de> MapAccess<'de> for WithoutMap<'de, '_> {
     }
 }
 
-/// The actions of a `#[serde(tag = "action")]` enum: its variants' names as serde reads them
-/// (renames applied).
+/// The actions of a message enum (plain, or `#[serde(tag = "action")]`): its variants' names
+/// as serde reads them (renames applied).
 ///
-/// Found by showing the enum's `Deserialize` a map whose action is no variant's name, and
+/// Found by showing the enum's `Deserialize` a message whose action is no variant's name, and
 /// keeping the list of expected names serde reports.
 ///
 /// # Panics
 ///
-/// When `T` is not an enum tagged by `"action"` (internally or adjacently), or has a
-/// `#[serde(other)]` variant (then its names cannot be listed).
+/// When `T` is not an enum, or is tagged by another key, or has a `#[serde(other)]` variant
+/// (then its names cannot be listed).
 fn actions_of<T: DeserializeOwned>() -> &'static [&'static str] {
     let name = std::any::type_name::<T>();
     match T::deserialize(Probe) {
         Err(ProbeError::Variants(names)) => names,
         Err(ProbeError::Other(e)) => {
-            panic!("repod: on_enum::<{name}>() needs an enum with #[serde(tag = \"action\")] ({e})")
+            panic!(
+                "repod: on_enum::<{name}>() needs an enum whose variants are actions: a plain \
+                 enum, or one with #[serde(tag = \"action\")] ({e})"
+            )
         }
         Ok(_) => panic!(
             "repod: on_enum::<{name}>(): the enum accepts any action (a #[serde(other)] \
@@ -433,11 +498,13 @@ impl<'de> de::Deserializer<'de> for Probe {
         self,
         _: &'static str,
         _: &'static [&'static str],
-        _: V,
+        visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        Err(ProbeError::Other(
-            "it is externally tagged: serde would write {\"Variant\": {...}}".to_owned(),
-        ))
+        // A plain enum, read as a message would be: the variant from the action.
+        visitor.visit_enum(action::ActionEnum {
+            action: PROBE_ACTION,
+            de: self,
+        })
     }
 
     serde::forward_to_deserialize_any! {
@@ -526,31 +593,29 @@ impl<C: ChannelHandler> Routes<C> {
         self.on(action, move |me, ctx, m| handler(me, ctx, m.decode()?))
     }
 
-    /// Routes every variant of the enum `T`, tagged by its `"action"`
-    /// (`#[serde(tag = "action")]`), to one `handler`: one `match` instead of a route per
-    /// action. Each variant's name (as serde reads it, renames applied) becomes a route;
+    /// Routes every variant of the enum `T` to one `handler`, each variant an action: one
+    /// `match` instead of a route per action. `T` is a plain enum (no allocation per message)
+    /// or one with `#[serde(tag = "action")]` (one allocation per message); see the
+    /// [`typed`](crate::typed) module. Each variant's name (renames applied) becomes a route;
     /// actions that are no variant still go to
     /// [`network_received`](ChannelHandler::network_received), and routes declared with
     /// [`on`](Self::on) or [`on_msg`](Self::on_msg) after this one take precedence for their
     /// action. A message that does not fit its variant reaches
     /// [`ChannelHandler::on_error`] as [`Error::Decode`].
     ///
-    /// Decoding goes through serde's internally tagged path, which costs about one allocation
-    /// per message (see the [`typed`](crate::typed) module).
-    ///
     /// ```no_run
     /// use repod::{ChannelCtx, ChannelHandler, HandlerResult, Routes, Server, Typed};
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Deserialize)]
-    /// #[serde(tag = "action", rename_all = "snake_case")]
+    /// #[serde(rename_all = "snake_case")]
     /// enum ToServer {
     ///     Nickname { nickname: String },
     ///     Chat { text: String },
     /// }
     ///
     /// #[derive(Serialize)]
-    /// #[serde(tag = "action", rename_all = "snake_case")]
+    /// #[serde(rename_all = "snake_case")]
     /// enum ToClient<'a> {
     ///     Chat { text: &'a str, from: &'a str },
     /// }
@@ -587,9 +652,9 @@ impl<C: ChannelHandler> Routes<C> {
     ///
     /// # Panics
     ///
-    /// When `T` is not an enum tagged by `"action"`, or has a `#[serde(other)]` variant (which
-    /// makes the list of its actions unknowable): a mistake in the code, found when the server
-    /// is created.
+    /// When `T` is not an enum (or is one tagged by another key than `"action"`), or has a
+    /// `#[serde(other)]` variant (which makes the list of its actions unknowable): a mistake
+    /// in the code, found when the server is created.
     pub fn on_enum<T, F>(&mut self, handler: F) -> &mut Self
     where
         T: DeserializeOwned,
@@ -642,7 +707,7 @@ impl<L: Listener> ClientRoutes<L> {
         self.on(action, move |me, ctx, m| handler(me, ctx, m.decode()?))
     }
 
-    /// Routes every variant of the `#[serde(tag = "action")]` enum `T` to one `handler`; the
+    /// Routes every variant of the enum `T` to one `handler`, each variant an action; the
     /// client's counterpart of [`Routes::on_enum`]. Connection events are messages too, so
     /// they can be variants (`connected`, `disconnected { reason }`, `error { error }`,
     /// `socketConnect`).
@@ -652,7 +717,7 @@ impl<L: Listener> ClientRoutes<L> {
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Deserialize)]
-    /// #[serde(tag = "action", rename_all = "snake_case")]
+    /// #[serde(rename_all = "snake_case")]
     /// enum ToClient {
     ///     Connected,
     ///     Chat { text: String, from: String },
@@ -835,6 +900,159 @@ mod tests {
         );
     }
 
+    /// `Wire`'s twin without `tag`: repod reads and writes the variant as the action.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Plain<'a> {
+        Ping,
+        Chat {
+            text: &'a str,
+            n: u8,
+        },
+        #[serde(rename = "socketConnect")]
+        SocketConnect,
+        Blob {
+            #[serde(with = "serde_bytes")]
+            data: Vec<u8>,
+        },
+        Moved(Pos),
+        Scores(std::collections::BTreeMap<&'a str, u32>),
+        Flat(Flat),
+        Empty(()),
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Flat {
+        hp: u8,
+        #[serde(flatten)]
+        at: Pos,
+    }
+
+    impl Serialize for Pos {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeStruct;
+            let mut st = s.serialize_struct("Pos", 2)?;
+            st.serialize_field("x", &self.x)?;
+            st.serialize_field("y", &self.y)?;
+            st.end()
+        }
+    }
+
+    #[test]
+    fn plain_enum_is_the_same_flat_map() {
+        let cases = [
+            (Plain::Ping, enc(Typed(Wire::Ping))),
+            (
+                Plain::Chat { text: "hi", n: 3 },
+                b"\x83\xa6action\xa4chat\xa4text\xa2hi\xa1n\x03".to_vec(),
+            ),
+            (Plain::SocketConnect, enc(Typed(Wire::SocketConnect))),
+            (
+                Plain::Blob { data: vec![0, 255] },
+                enc(Typed(Wire::Blob { data: vec![0, 255] })),
+            ),
+            (
+                Plain::Moved(Pos { x: 1.5, y: -2.0 }),
+                enc(msg! { "action": "moved", "x": 1.5, "y": -2.0 }),
+            ),
+            (
+                Plain::Scores([("ann", 3), ("bob", 300)].into()),
+                enc(msg! { "action": "scores", "ann": 3, "bob": 300 }),
+            ),
+            (Plain::Empty(()), enc(msg! { "action": "empty" })),
+        ];
+        for (value, wire) in cases {
+            let payload = enc(Typed(&value));
+            assert_eq!(payload, wire, "{value:?}");
+            let m = Message::parse(&payload).unwrap();
+            assert_eq!(m.decode::<Plain>().unwrap(), value);
+        }
+        // A flattened struct is written as a map of unknown length: a 32-bit map header,
+        // filled in at the end.
+        let flat = Plain::Flat(Flat {
+            hp: 9,
+            at: Pos { x: 1.0, y: 2.0 },
+        });
+        let payload = enc(Typed(&flat));
+        assert_eq!(&payload[..5], b"\xdf\x00\x00\x00\x04");
+        let m = Message::parse(&payload).unwrap();
+        assert_eq!((m.action(), m.u64("hp").unwrap()), ("flat", 9));
+        assert_eq!(m.decode::<Plain>().unwrap(), flat);
+        // The action anywhere in the map; the strings still point into the frame.
+        let payload = enc(msg! { "text": "hi", "n": 3, "action": "chat" });
+        let m = Message::parse(&payload).unwrap();
+        let Plain::Chat { text, n } = m.decode::<Plain>().unwrap() else {
+            panic!("not chat")
+        };
+        assert_eq!((text, n), ("hi", 3));
+        assert!(payload.as_ptr_range().contains(&text.as_ptr()));
+        // Below the top level, enums keep serde's representation.
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            action: &'a str,
+            inner: Plain<'a>,
+        }
+        let nested = enc(Typed(Outer {
+            action: "outer",
+            inner: Plain::Ping,
+        }));
+        assert_eq!(nested, enc(msg! { "action": "outer", "inner": "ping" }));
+    }
+
+    #[test]
+    fn plain_enum_shapes_without_names_are_refused() {
+        #[derive(Serialize, Debug)]
+        enum Odd {
+            Pair(u8, u8),
+            Number(u8),
+            Named { action: u8 },
+        }
+        for (value, says) in [
+            (Odd::Pair(1, 2), "variant \"Pair\" holds a tuple"),
+            (Odd::Number(1), "variant \"Number\" holds an integer"),
+            (Odd::Named { action: 1 }, "has a field named \"action\""),
+        ] {
+            let mut buf = vec![7];
+            let e = Typed(&value).try_encode(&mut buf).unwrap_err();
+            assert!(e.to_string().contains(says), "{value:?}: {e}");
+            assert_eq!(buf, [7]);
+        }
+    }
+
+    #[test]
+    fn plain_enum_errors_name_the_field() {
+        #[derive(Deserialize, Debug)]
+        #[serde(rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum In {
+            Chat { text: String, n: u8 },
+            Nested { pos: Pos },
+            Moved(Pos),
+            Pair(u8, u8),
+        }
+        let p = enc(msg! { "action": "chat", "n": 1, "text": 5 });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("text"));
+        let p = enc(msg! { "action": "chat", "n": 300, "text": "x" });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("n"));
+        let p = enc(msg! { "action": "chat", "n": 1 });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("text"));
+        let p = enc(msg! { "action": "nested", "pos": msg! { "x": 1 } });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("pos.y"));
+        let p = enc(msg! { "action": "nested", "pos": msg! { "x": 1, "y": "up" } });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("pos.y"));
+        let p = enc(msg! { "action": "moved", "x": 1 });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("y"));
+        let p = enc(msg! { "action": "moved", "x": 1, "y": false });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("y"));
+        let p = enc(msg! { "action": "dance" });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("action"));
+        let p = enc(msg! { "text": "x" });
+        assert_eq!(decode_err::<In>(&p).0.as_deref(), Some("action"));
+        let p = enc(msg! { "action": "pair" });
+        let (_, reason) = decode_err::<In>(&p);
+        assert!(reason.contains("is a tuple"), "{reason}");
+    }
+
     fn decode_err<'a, T: Deserialize<'a> + fmt::Debug>(
         payload: &'a [u8],
     ) -> (Option<String>, String) {
@@ -916,18 +1134,33 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "needs an enum with #[serde(tag = \"action\")]")]
-    fn untagged_enum_is_refused() {
+    fn plain_enum_actions_are_listed() {
         #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
         #[allow(dead_code)]
-        enum Plain {
-            A,
+        enum Owned {
+            Ping,
+            #[serde(rename = "socketConnect")]
+            SocketConnect,
+            Chat {
+                text: String,
+            },
+            Moved(Pos),
         }
-        actions_of::<Plain>();
+        assert_eq!(
+            actions_of::<Owned>(),
+            ["ping", "socketConnect", "chat", "moved"]
+        );
     }
 
     #[test]
-    #[should_panic(expected = "needs an enum with #[serde(tag = \"action\")]")]
+    #[should_panic(expected = "needs an enum whose variants are actions")]
+    fn struct_is_refused() {
+        actions_of::<Pos>();
+    }
+
+    #[test]
+    #[should_panic(expected = "needs an enum whose variants are actions")]
     fn enum_tagged_by_another_key_is_refused() {
         #[derive(Deserialize)]
         #[serde(tag = "type")]

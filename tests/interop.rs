@@ -1441,7 +1441,8 @@ fn typed_chat_clients_through_python_chat_server() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Typed messages (feature `serde`): structs and `tag = "action"` enums through Python, both ways
+// Typed messages (feature `serde`): structs and enums (plain and `tag = "action"`) through
+// Python, both ways
 // ---------------------------------------------------------------------------------------------
 
 #[cfg(feature = "serde")]
@@ -1477,9 +1478,9 @@ mod typed {
         }
     }
 
-    /// What Rust sends Python, as one enum.
+    /// What Rust sends Python, as one enum (plain: repod writes the variant as the action).
     #[derive(Serialize)]
-    #[serde(tag = "action", rename_all = "snake_case")]
+    #[serde(rename_all = "snake_case")]
     enum ToPython<'a> {
         CheckMove {
             x: f64,
@@ -1491,9 +1492,16 @@ mod typed {
         CheckPing,
     }
 
-    /// What Python sends Rust, routed with `on_enum`.
-    #[derive(Deserialize, Debug)]
+    /// The same through serde's internal tagging: the same bytes.
+    #[derive(Serialize)]
     #[serde(tag = "action", rename_all = "snake_case")]
+    enum TaggedToPython {
+        CheckPing,
+    }
+
+    /// What Python sends Rust, routed with `on_enum` (plain: the variant is the action).
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "snake_case")]
     enum FromPython {
         Move {
             x: f64,
@@ -1521,6 +1529,7 @@ mod typed {
             raw: b"\x07",
         }));
         send(&Typed(ToPython::CheckPing));
+        send(&Typed(TaggedToPython::CheckPing));
         send(&msg! { "action": "send_typed" });
     }
 
@@ -1528,6 +1537,7 @@ mod typed {
     const EXPECTED: &[&str] = &[
         "verdict struct true",
         "verdict move true",
+        "verdict ping true",
         "verdict ping true",
         "typed_values ok",
         "move python 1.5 -2 [8]",

@@ -760,4 +760,194 @@ mod typed {
         });
         assert_eq!(encoded, 0, "encoding a tagged enum allocated");
     }
+
+    /// The same enum without `tag`: repod reads the variant from the action it already found,
+    /// and the fields straight from the frame.
+    #[derive(Serialize, Deserialize, Debug)]
+    #[serde(rename_all = "snake_case")]
+    enum Plain<'a> {
+        Echo {
+            seq: u64,
+            name: &'a str,
+            #[serde(with = "serde_bytes")]
+            raw: &'a [u8],
+        },
+        Ping,
+    }
+
+    /// A plain enum decodes and encodes with no allocation, its strings borrowed.
+    #[test]
+    fn plain_enum_decode_and_encode_allocate_nothing() {
+        counter::self_check();
+        let mut payload = Vec::new();
+        msg! { "name": "player", "action": "echo", "seq": 7u64, "raw": repod::Bin(b"\x01") }
+            .encode(&mut payload);
+        let m = Message::parse(&payload).unwrap();
+        let range = payload.as_ptr_range();
+        let decoded = allocations_during(|| {
+            counter::measured(|| {
+                for _ in 0..1000 {
+                    match black_box(&m).decode::<Plain>().unwrap() {
+                        Plain::Echo { seq, name, raw } => {
+                            assert_eq!(seq, 7);
+                            assert!(
+                                range.contains(&name.as_ptr()) && range.contains(&raw.as_ptr())
+                            );
+                        }
+                        Plain::Ping => unreachable!(),
+                    }
+                }
+            })
+        });
+        assert_eq!(decoded, 0, "decoding a plain enum allocated");
+        let mut out = Vec::with_capacity(256);
+        let encoded = allocations_during(|| {
+            counter::measured(|| {
+                for seq in 0..1000u64 {
+                    out.clear();
+                    Typed(Plain::Echo {
+                        seq,
+                        name: "player",
+                        raw: b"\x01",
+                    })
+                    .encode(&mut out);
+                }
+            })
+        });
+        assert_eq!(encoded, 0, "encoding a plain enum allocated");
+        // What Python would write for the same dict.
+        let mut python = Vec::new();
+        msg! { "action": "echo", "seq": 999u64, "name": "player", "raw": repod::Bin(b"\x01") }
+            .encode(&mut python);
+        assert_eq!(out, python);
+    }
+
+    /// What reaches the server: one enum, routed by `on_enum`.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum ToServer {
+        Step { seq: u64, dx: i8, dy: i8 },
+        Stop,
+    }
+
+    /// What the server answers.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum ToClient {
+        Moved { seq: u64, x: f32, y: f32 },
+        Connected,
+    }
+
+    #[derive(Debug, Default)]
+    struct EnumEcho {
+        x: f32,
+        y: f32,
+    }
+
+    impl ChannelHandler for EnumEcho {
+        type Server = Processed;
+
+        fn routes(r: &mut Routes<Self>) {
+            r.on_enum(|me: &mut Self, ctx, msg: ToServer| {
+                match msg {
+                    ToServer::Step { seq, dx, dy } => {
+                        me.x += f32::from(dx);
+                        me.y += f32::from(dy);
+                        let (x, y) = (me.x, me.y);
+                        ctx.send(&Typed(ToClient::Moved { seq, x, y }));
+                    }
+                    ToServer::Stop => ctx.close_self(),
+                }
+                ctx.server().0 += 1;
+                Ok(())
+            });
+        }
+
+        fn on_error(&mut self, _: &mut repod::ChannelCtx<'_, Self>, error: &repod::Error) {
+            panic!("enum echo failed: {error}");
+        }
+    }
+
+    impl ServerHandler<EnumEcho> for Processed {}
+
+    #[derive(Debug, Default)]
+    struct EnumPinger {
+        connected: bool,
+        replies: u64,
+        x: f32,
+    }
+
+    impl Listener for EnumPinger {
+        fn routes(r: &mut ClientRoutes<Self>) {
+            r.on_enum(|me: &mut Self, _, msg: ToClient| {
+                match msg {
+                    ToClient::Connected => me.connected = true,
+                    ToClient::Moved { seq, x, .. } => {
+                        if seq == me.replies {
+                            me.replies += 1;
+                            me.x = x;
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// `on_enum` on both sides, plain enums both ways, over a real socket: the server's
+    /// `step` and the client's `send` and `pump` allocate nothing per message.
+    #[test]
+    fn plain_enum_routes_allocate_nothing() {
+        counter::self_check();
+        let mut server = Server::<EnumEcho>::bind("127.0.0.1:0", Processed(0)).expect("bind");
+        let addr = server.local_addr().to_string();
+        let mut client = Client::connect_with(
+            addr.as_str(),
+            EnumPinger::default(),
+            Mode::Stepped,
+            Config::default(),
+        )
+        .expect("client");
+        let until = deadline();
+        while !client.listener().connected {
+            assert!(Instant::now() < until, "no greeting");
+            server.step(Some(Duration::from_millis(1))).unwrap();
+            client.pump_timeout(Duration::from_millis(1));
+        }
+        let mut round_trips = |n: u64| {
+            for _ in 0..n {
+                let seq = client.listener().replies;
+                let handled = server.state().0;
+                let until = deadline();
+                counter::measured(|| {
+                    #[derive(Serialize)]
+                    #[serde(rename_all = "snake_case")]
+                    enum Out {
+                        Step { seq: u64, dx: i8, dy: i8 },
+                    }
+                    client.send(&Typed(Out::Step { seq, dx: 1, dy: -1 }));
+                    while server.state().0 == handled && Instant::now() < until {
+                        server.step(Some(Duration::from_millis(10))).unwrap();
+                    }
+                    while client.listener().replies == seq && Instant::now() < until {
+                        client.pump_timeout(Duration::from_millis(10));
+                    }
+                });
+                assert_eq!(client.listener().replies, seq + 1, "no reply");
+            }
+        };
+        let warm_up = allocations_during(|| round_trips(1000));
+        let one = allocations_during(|| round_trips(1000));
+        let ten = allocations_during(|| round_trips(10_000));
+        println!(
+            "plain enum routes: {warm_up} allocations during 1,000 warm-up round trips, {one} \
+             over the next 1,000, {ten} over the next 10,000"
+        );
+        assert_eq!(
+            (one, ten),
+            (0, 0),
+            "plain enum routes allocated in the steady state"
+        );
+        assert_eq!(client.listener().x, 12_000.0);
+    }
 }

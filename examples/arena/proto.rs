@@ -46,7 +46,7 @@ pub fn snapshot_bytes(world: &World, players: &mut Vec<u8>, gems: &mut Vec<u8>) 
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ToServer {
     /// Play, under this name (a missing name gets a numbered one).
     Join {
