@@ -623,8 +623,14 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipActionMap<A> {
                 Some(Key::Str(key)) => seed
                     .deserialize(de::value::BorrowedStrDeserializer::new(key))
                     .map(Some),
+                Some(Key::Bytes(key)) => seed
+                    .deserialize(de::value::BorrowedBytesDeserializer::new(key))
+                    .map(Some),
                 Some(Key::Unsigned(key)) => seed.deserialize(key.into_deserializer()).map(Some),
                 Some(Key::Signed(key)) => seed.deserialize(key.into_deserializer()).map(Some),
+                Some(Key::Float(key)) => seed.deserialize(key.into_deserializer()).map(Some),
+                Some(Key::Bool(key)) => seed.deserialize(key.into_deserializer()).map(Some),
+                Some(Key::Nil) => seed.deserialize(().into_deserializer()).map(Some),
             };
         }
     }
@@ -638,11 +644,16 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipActionMap<A> {
     }
 }
 
-/// A key of a variant's map: a string borrowed from the frame, or an integer.
+/// A key of a variant's map, seen to find the action: any msgpack scalar. (Python's msgpack
+/// reads only string and bytes keys; an array or map as a key is refused with a clear error.)
 enum Key<'de> {
     Str(&'de str),
+    Bytes(&'de [u8]),
     Unsigned(u64),
     Signed(i64),
+    Float(f64),
+    Bool(bool),
+    Nil,
 }
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
@@ -653,7 +664,27 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
             type Value = Key<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or integer key")
+                f.write_str("a key that is a string, bytes, a number, a bool or nil")
+            }
+
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Key<'de>, E> {
+                Ok(Key::Bytes(v))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Key<'de>, E> {
+                Ok(Key::Float(v))
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Key<'de>, E> {
+                Ok(Key::Bool(v))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Key<'de>, E> {
+                Ok(Key::Nil)
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Key<'de>, E> {
+                Ok(Key::Nil)
             }
 
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
