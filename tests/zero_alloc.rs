@@ -148,6 +148,25 @@ fn deadline() -> Instant {
     Instant::now() + PATIENCE
 }
 
+/// A client of `server` at `addr`, stepped with the server until `connected` says it has its
+/// greeting.
+fn connect<C: ChannelHandler, L: Listener>(
+    server: &mut Server<C>,
+    addr: &str,
+    listener: L,
+    mode: Mode,
+    connected: fn(&L) -> bool,
+) -> Client<L> {
+    let mut client = Client::connect_with(addr, listener, mode, Config::default()).expect("client");
+    let until = deadline();
+    while !connected(client.listener()) {
+        assert!(Instant::now() < until, "no greeting");
+        server.step(Some(Duration::from_millis(1))).unwrap();
+        client.pump_timeout(Duration::from_millis(1));
+    }
+    client
+}
+
 // ---------------------------------------------------------------------------------------------
 // The server
 
@@ -500,15 +519,7 @@ fn client_round_trips_allocate_nothing(mode: Mode, websocket: bool) {
     } else {
         server.local_addr().to_string()
     };
-    let mut client =
-        Client::connect_with(addr.as_str(), Pinger::default(), mode, Config::default())
-            .expect("client");
-    let until = deadline();
-    while !client.listener().connected {
-        assert!(Instant::now() < until, "no greeting");
-        server.step(Some(Duration::from_millis(1))).unwrap();
-        client.pump_timeout(Duration::from_millis(1));
-    }
+    let mut client = connect(&mut server, &addr, Pinger::default(), mode, |p| p.connected);
 
     let warm_up = allocations_during(|| round_trips(&mut server, &mut client, 1000));
     let one = allocations_during(|| round_trips(&mut server, &mut client, 1000));
@@ -671,19 +682,13 @@ mod typed {
         counter::self_check();
         let mut server = Server::<TypedEcho>::bind("127.0.0.1:0", Processed(0)).expect("bind");
         let addr = server.local_addr().to_string();
-        let mut client = Client::connect_with(
-            addr.as_str(),
+        let mut client = connect(
+            &mut server,
+            &addr,
             TypedPinger::default(),
             Mode::Stepped,
-            Config::default(),
-        )
-        .expect("client");
-        let until = deadline();
-        while !client.listener().connected {
-            assert!(Instant::now() < until, "no greeting");
-            server.step(Some(Duration::from_millis(1))).unwrap();
-            client.pump_timeout(Duration::from_millis(1));
-        }
+            |p| p.connected,
+        );
         let warm_up = allocations_during(|| typed_round_trips(&mut server, &mut client, 1000));
         let one = allocations_during(|| typed_round_trips(&mut server, &mut client, 1000));
         let ten = allocations_during(|| typed_round_trips(&mut server, &mut client, 10_000));
@@ -901,19 +906,13 @@ mod typed {
         counter::self_check();
         let mut server = Server::<EnumEcho>::bind("127.0.0.1:0", Processed(0)).expect("bind");
         let addr = server.local_addr().to_string();
-        let mut client = Client::connect_with(
-            addr.as_str(),
+        let mut client = connect(
+            &mut server,
+            &addr,
             EnumPinger::default(),
             Mode::Stepped,
-            Config::default(),
-        )
-        .expect("client");
-        let until = deadline();
-        while !client.listener().connected {
-            assert!(Instant::now() < until, "no greeting");
-            server.step(Some(Duration::from_millis(1))).unwrap();
-            client.pump_timeout(Duration::from_millis(1));
-        }
+            |p| p.connected,
+        );
         let mut round_trips = |n: u64| {
             for _ in 0..n {
                 let seq = client.listener().replies;

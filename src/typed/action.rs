@@ -417,41 +417,50 @@ macro_rules! forward_de {
     )*};
 }
 
+/// The methods both wrappers hand to the deserializer they wrap, untouched.
+macro_rules! forward_de_common {
+    () => {
+        forward_de! {
+            deserialize_any();
+            deserialize_bool();
+            deserialize_i8();
+            deserialize_i16();
+            deserialize_i32();
+            deserialize_i64();
+            deserialize_i128();
+            deserialize_u8();
+            deserialize_u16();
+            deserialize_u32();
+            deserialize_u64();
+            deserialize_u128();
+            deserialize_f32();
+            deserialize_f64();
+            deserialize_char();
+            deserialize_str();
+            deserialize_string();
+            deserialize_bytes();
+            deserialize_byte_buf();
+            deserialize_option();
+            deserialize_seq();
+            deserialize_tuple(len: usize);
+            deserialize_tuple_struct(name: &'static str, len: usize);
+            deserialize_identifier();
+            deserialize_ignored_any();
+        }
+    };
+}
+
 impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for Routed<'_, D> {
     type Error = D::Error;
 
     forward_de! {
-        deserialize_any();
-        deserialize_bool();
-        deserialize_i8();
-        deserialize_i16();
-        deserialize_i32();
-        deserialize_i64();
-        deserialize_i128();
-        deserialize_u8();
-        deserialize_u16();
-        deserialize_u32();
-        deserialize_u64();
-        deserialize_u128();
-        deserialize_f32();
-        deserialize_f64();
-        deserialize_char();
-        deserialize_str();
-        deserialize_string();
-        deserialize_bytes();
-        deserialize_byte_buf();
-        deserialize_option();
         deserialize_unit();
         deserialize_unit_struct(name: &'static str);
         deserialize_newtype_struct(name: &'static str);
-        deserialize_seq();
-        deserialize_tuple(len: usize);
-        deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_map();
         deserialize_struct(name: &'static str, fields: &'static [&'static str]);
-        deserialize_identifier();
-        deserialize_ignored_any();
     }
+    forward_de_common!();
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -521,33 +530,9 @@ impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for WithoutAction<D> {
     type Error = D::Error;
 
     forward_de! {
-        deserialize_any();
-        deserialize_bool();
-        deserialize_i8();
-        deserialize_i16();
-        deserialize_i32();
-        deserialize_i64();
-        deserialize_i128();
-        deserialize_u8();
-        deserialize_u16();
-        deserialize_u32();
-        deserialize_u64();
-        deserialize_u128();
-        deserialize_f32();
-        deserialize_f64();
-        deserialize_char();
-        deserialize_str();
-        deserialize_string();
-        deserialize_bytes();
-        deserialize_byte_buf();
-        deserialize_option();
-        deserialize_seq();
-        deserialize_tuple(len: usize);
-        deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
-        deserialize_identifier();
-        deserialize_ignored_any();
     }
+    forward_de_common!();
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
