@@ -49,7 +49,42 @@ impl<T: Encode + ?Sized> Encode for Box<T> {
 
 impl Encode for str {
     fn encode(&self, buf: &mut Vec<u8>) {
-        let _ = rmp::encode::write_str(buf, self);
+        write_str(buf, self);
+    }
+}
+
+/// Appends `s` as a msgpack str: the bytes `rmp::encode::write_str` writes, without its generic
+/// fallible writer, which costs about 50 instructions a string on the path of every reply (keys
+/// and actions are short strings). Like rmp, a length beyond `u32::MAX` is not representable;
+/// no frame can carry one.
+#[inline]
+pub(crate) fn write_str(buf: &mut Vec<u8>, s: &str) {
+    let n = s.len();
+    if n < 32 {
+        buf.push(0xa0 | n as u8);
+    } else if n < 0x100 {
+        buf.extend_from_slice(&[0xd9, n as u8]);
+    } else if n < 0x1_0000 {
+        buf.push(0xda);
+        buf.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        buf.push(0xdb);
+        buf.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Appends a msgpack map header for `n` entries (what `rmp::encode::write_map_len` writes).
+#[inline]
+pub(crate) fn write_map_len(buf: &mut Vec<u8>, n: u32) {
+    if n < 16 {
+        buf.push(0x80 | n as u8);
+    } else if n < 0x1_0000 {
+        buf.push(0xde);
+        buf.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        buf.push(0xdf);
+        buf.extend_from_slice(&n.to_be_bytes());
     }
 }
 
@@ -223,7 +258,7 @@ impl<L: Entries> MapMsg<L> {
 
 impl<L: Entries> Encode for MapMsg<L> {
     fn encode(&self, buf: &mut Vec<u8>) {
-        let _ = rmp::encode::write_map_len(buf, self.len);
+        write_map_len(buf, self.len);
         self.entries.encode_entries(buf);
     }
 }
@@ -273,6 +308,23 @@ mod tests {
         let mut v = Vec::new();
         e.encode(&mut v);
         v
+    }
+
+    #[test]
+    fn str_and_map_headers_are_the_bytes_rmp_writes() {
+        for n in [0, 1, 31, 32, 255, 256, 65_535, 65_536, 70_000] {
+            let s = "x".repeat(n);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_str(&mut ours, &s);
+            rmp::encode::write_str(&mut theirs, &s).unwrap();
+            assert_eq!(ours, theirs, "str of {n} bytes");
+        }
+        for n in [0, 1, 15, 16, 65_535, 65_536, u32::MAX] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_map_len(&mut ours, n);
+            rmp::encode::write_map_len(&mut theirs, n).unwrap();
+            assert_eq!(ours, theirs, "map of {n} entries");
+        }
     }
 
     #[test]

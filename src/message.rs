@@ -93,7 +93,7 @@ impl<'a> Message<'a> {
             return Err(Error::TooDeep { max: max_depth });
         }
         v.pos = 0;
-        let message = Self::scan(payload, &mut v, false)?;
+        let message = Self::scan::<false>(payload, &mut v)?;
         v.finish()?;
         Ok(message)
     }
@@ -107,7 +107,7 @@ impl<'a> Message<'a> {
             pos: 0,
             max_depth: MAX_DEPTH_LIMIT,
         };
-        Self::scan(payload, &mut v, true).unwrap_or(Message {
+        Self::scan::<true>(payload, &mut v).unwrap_or(Message {
             payload,
             action: "",
             has_action: false,
@@ -115,9 +115,9 @@ impl<'a> Message<'a> {
         })
     }
 
-    /// Walks the top-level map once: validates each entry (unless `trusted`), finds the action
+    /// Walks the top-level map once: validates each entry (unless `TRUSTED`), finds the action
     /// and records where its entry lies, so a reply can copy the rest without decoding it.
-    fn scan(payload: &'a [u8], v: &mut Validator<'a>, trusted: bool) -> Result<Self, Error> {
+    fn scan<const TRUSTED: bool>(payload: &'a [u8], v: &mut Validator<'a>) -> Result<Self, Error> {
         let (marker, _) = v.marker()?;
         let entries = match marker {
             Marker::FixMap(n) => n as usize,
@@ -134,13 +134,13 @@ impl<'a> Message<'a> {
         let mut action = None;
         for _ in 0..entries {
             let key_start = v.pos;
-            if trusted {
+            if TRUSTED {
                 v.skip_trusted()?;
             } else {
                 v.value(2)?;
             }
             let value_start = v.pos;
-            if trusted {
+            if TRUSTED {
                 v.skip_trusted()?;
             } else {
                 v.value(2)?;
@@ -154,7 +154,7 @@ impl<'a> Message<'a> {
             }
         }
         let action = match action {
-            Some(at) => Some(str_at(payload, at).ok_or(Error::ActionNotString)?),
+            Some(at) => Some(str_at(payload, at).ok_or_else(|| Error::ActionNotString)?),
             None => None,
         };
         Ok(Message {
@@ -351,9 +351,9 @@ impl Encode for WithAction<'_, '_> {
         let l = m.layout;
         if l.action_keys <= 1 {
             // The common case: copy everything around the one action entry as two slices.
-            let _ = rmp::encode::write_map_len(buf, l.entries - l.action_keys + 1);
-            let _ = rmp::encode::write_str(buf, "action");
-            let _ = rmp::encode::write_str(buf, self.action);
+            crate::encode::write_map_len(buf, l.entries - l.action_keys + 1);
+            buf.extend_from_slice(b"\xa6action");
+            crate::encode::write_str(buf, self.action);
             let body = l.body_start as usize;
             if l.action_keys == 1 {
                 let (a, b) = (l.action_entry.0 as usize, l.action_entry.1 as usize);
@@ -371,9 +371,9 @@ impl Encode for WithAction<'_, '_> {
             .entries()
             .filter(|(k, _)| !is_action(k))
             .count();
-        let _ = rmp::encode::write_map_len(buf, (kept + 1) as u32);
-        let _ = rmp::encode::write_str(buf, "action");
-        let _ = rmp::encode::write_str(buf, self.action);
+        crate::encode::write_map_len(buf, (kept + 1) as u32);
+        buf.extend_from_slice(b"\xa6action");
+        crate::encode::write_str(buf, self.action);
         for (k, v) in self.message.entries() {
             if !is_action(&k) {
                 buf.extend_from_slice(k.raw);
@@ -705,6 +705,31 @@ fn value_len(buf: &[u8]) -> Option<usize> {
     Some(v.pos)
 }
 
+/// Whether the `n` bytes at `at` are ASCII, answered with one 8-byte load when `n <= 8` and the
+/// buffer holds 8 bytes from `at` (keys and actions are short and rarely end a message); `false`
+/// means "not known", and the caller asks the general check.
+#[inline(always)]
+fn short_ascii(buf: &[u8], at: usize, n: usize) -> bool {
+    let Some(word) = buf.get(at..at + 8) else {
+        return false;
+    };
+    if n > 8 {
+        return false;
+    }
+    // The high bit of each of the first `n` bytes (the little-endian low bytes).
+    const HIGH_BITS: [u64; 9] = {
+        let mut masks = [0u64; 9];
+        let mut n = 1;
+        while n <= 8 {
+            masks[n] = 0x8080_8080_8080_8080 >> (64 - 8 * n);
+            n += 1;
+        }
+        masks
+    };
+    let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+    word & HIGH_BITS[n] == 0
+}
+
 /// What the validator found wrong, kept small (two words) so the validator's results travel in
 /// registers; it becomes an [`Error`] once, at the end of a failed parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -810,20 +835,68 @@ impl Validator<'_> {
     }
 
     /// Validates one value at nesting `depth` (the top-level map's entries are at depth 2).
+    ///
+    /// The values game messages are mostly made of (small integers, nil, booleans, short
+    /// strings such as every key, fixed-width numbers, short binaries) are checked here, inlined
+    /// into the caller's loop; the rest go to the out-of-line [`Validator::compound`].
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Result<(), Bad> {
-        // The commonest values in game messages first: small integers, nil and booleans, and
-        // short strings (every key) are one marker byte.
-        if let Some(&b) = self.buf.get(self.pos) {
-            if !(0x80..0xe0).contains(&b) || matches!(b, 0xc0 | 0xc2 | 0xc3) {
-                self.pos += 1;
-                return Ok(());
-            }
-            if b & 0xe0 == 0xa0 {
-                let at = self.pos;
-                self.pos += 1;
-                return self.utf8(usize::from(b & 0x1f), at);
-            }
+        let at = self.pos;
+        let Some(&b) = self.buf.get(at) else {
+            return Err(self.err(BadKind::Truncated));
+        };
+        let (body_at, body) = match b {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (at + 1, 0),
+            0xa0..=0xbf => return self.utf8_body(at, at + 1, usize::from(b & 0x1f)),
+            0xcc | 0xd0 => (at + 1, 1),
+            0xcd | 0xd1 => (at + 1, 2),
+            0xca | 0xce | 0xd2 => (at + 1, 4),
+            0xcb | 0xcf | 0xd3 => (at + 1, 8),
+            0xc4 => match self.buf.get(at + 1) {
+                Some(&n) => (at + 2, usize::from(n)),
+                None => return Err(self.truncated_at(at + 1)),
+            },
+            _ => return self.compound(depth),
+        };
+        let end = body_at + body;
+        if end > self.buf.len() {
+            return Err(self.truncated_at(body_at));
         }
+        self.pos = end;
+        Ok(())
+    }
+
+    #[cold]
+    fn truncated_at(&self, offset: usize) -> Bad {
+        Bad {
+            offset,
+            kind: BadKind::Truncated,
+        }
+    }
+
+    /// The `n` bytes at `body_at` are the body of the string whose marker is at `at`: they must
+    /// be present and UTF-8.
+    #[inline(always)]
+    fn utf8_body(&mut self, at: usize, body_at: usize, n: usize) -> Result<(), Bad> {
+        let end = body_at + n;
+        let Some(s) = self.buf.get(body_at..end) else {
+            return Err(self.truncated_at(body_at));
+        };
+        // Most strings in game messages are ASCII: check that inline before the full decoder.
+        if !short_ascii(self.buf, body_at, n) && !s.is_ascii() && std::str::from_utf8(s).is_err() {
+            return Err(Bad {
+                offset: at,
+                kind: BadKind::Utf8,
+            });
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Validates any value, arrays and maps included; [`Validator::value`] handles the common
+    /// scalars before it gets here.
+    #[inline(never)]
+    fn compound(&mut self, depth: usize) -> Result<(), Bad> {
         let (marker, at) = self.marker()?;
         let (children, skip) = match marker {
             Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
@@ -833,18 +906,18 @@ impl Validator<'_> {
             Marker::U16 | Marker::I16 => (0, 2),
             Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
             Marker::U64 | Marker::I64 | Marker::F64 => (0, 8),
-            Marker::FixStr(n) => return self.utf8(n as usize, at),
+            Marker::FixStr(n) => return self.utf8_body(at, self.pos, n as usize),
             Marker::Str8 => {
                 let n = self.be(1)?;
-                return self.utf8(n, at);
+                return self.utf8_body(at, self.pos, n);
             }
             Marker::Str16 => {
                 let n = self.be(2)?;
-                return self.utf8(n, at);
+                return self.utf8_body(at, self.pos, n);
             }
             Marker::Str32 => {
                 let n = self.be(4)?;
-                return self.utf8(n, at);
+                return self.utf8_body(at, self.pos, n);
             }
             Marker::Bin8 => (0, self.be(1)?),
             Marker::Bin16 => (0, self.be(2)?),
@@ -888,18 +961,6 @@ impl Validator<'_> {
             for _ in 0..children {
                 self.value(depth + 1)?;
             }
-        }
-        Ok(())
-    }
-
-    fn utf8(&mut self, n: usize, at: usize) -> Result<(), Bad> {
-        let s = self.take(n)?;
-        // Most strings in game messages are ASCII: check that inline before the full decoder.
-        if !s.is_ascii() && std::str::from_utf8(s).is_err() {
-            return Err(Bad {
-                offset: at,
-                kind: BadKind::Utf8,
-            });
         }
         Ok(())
     }
@@ -972,6 +1033,24 @@ mod tests {
         assert_eq!(list, [1, 2, 3]);
         assert!(matches!(m.str("x"), Err(Error::WrongType { .. })));
         assert!(matches!(m.u32("nope"), Err(Error::MissingField { .. })));
+    }
+
+    #[test]
+    fn short_ascii_looks_at_exactly_the_string() {
+        for n in 0..=8 {
+            // A non-ASCII byte right after the string must not count against it.
+            let mut buf = vec![b'a'; n];
+            buf.extend_from_slice(&[0xff; 8]);
+            assert!(short_ascii(&buf, 0, n), "{n} ASCII bytes");
+            for bad in 0..n {
+                let mut b = buf.clone();
+                b[bad] = 0xc3;
+                assert!(!short_ascii(&b, 0, n), "byte {bad} of {n}");
+            }
+        }
+        // Too near the end of the buffer, or too long: "not known", the general check decides.
+        assert!(!short_ascii(b"abc", 0, 3));
+        assert!(!short_ascii(&[b'a'; 20], 0, 9));
     }
 
     #[test]

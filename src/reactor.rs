@@ -685,7 +685,7 @@ impl Reactor {
         let link = self
             .link_mut(id)
             .filter(|l| l.is_live())
-            .ok_or(Error::Closed)?;
+            .ok_or_else(|| Error::Closed)?;
         compact(link);
         let before = link.out.len();
         write(&mut link.out, &mut link.transport)?;
