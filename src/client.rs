@@ -1109,7 +1109,7 @@ impl<L: Listener> Client<L> {
         } = self;
         conn.poll(timeout, |ctx, m| {
             let outcome = guard(|| {
-                let r = match routes.table.get(m.action()) {
+                let r = match routes.table.get(m.action_bytes()) {
                     Some(route) => route(listener, ctx, m),
                     None => listener.network_received(ctx, m),
                 };

@@ -21,7 +21,8 @@ const SCAN_MAX: usize = 16;
 /// A table from action names to handlers of type `H`.
 pub(crate) enum ActionTable<H> {
     Scan(SmallVec<[(Box<str>, H); 8]>),
-    Hash(FxHashMap<Box<str>, H>),
+    /// Keyed by bytes, as received actions are looked up (every key was inserted as a `str`).
+    Hash(FxHashMap<Box<[u8]>, H>),
 }
 
 impl<H> Default for ActionTable<H> {
@@ -41,24 +42,30 @@ impl<H> ActionTable<H> {
                     list.push((action.into(), handler));
                     false
                 } else {
-                    let mut map: FxHashMap<Box<str>, H> = list.drain(..).collect();
-                    map.insert(action.into(), handler);
+                    let mut map: FxHashMap<Box<[u8]>, H> = list
+                        .drain(..)
+                        .map(|(k, h)| (k.into_boxed_bytes(), h))
+                        .collect();
+                    map.insert(action.as_bytes().into(), handler);
                     *self = ActionTable::Hash(map);
                     false
                 }
             }
-            ActionTable::Hash(map) => map.insert(action.into(), handler).is_some(),
+            ActionTable::Hash(map) => map.insert(action.as_bytes().into(), handler).is_some(),
         };
         if replaced {
             log::warn!("repod: route {action:?} registered twice; the last one wins");
         }
     }
 
-    pub(crate) fn get(&self, action: &str) -> Option<&H> {
+    /// The handler of `action`, compared as bytes: a received message's action is looked up
+    /// without decoding it as a string first.
+    pub(crate) fn get(&self, action: impl AsRef<[u8]>) -> Option<&H> {
+        let action = action.as_ref();
         match self {
             ActionTable::Scan(list) => list
                 .iter()
-                .find(|(k, _)| k.len() == action.len() && **k == *action)
+                .find(|(k, _)| k.len() == action.len() && k.as_bytes() == action)
                 .map(|(_, h)| h),
             ActionTable::Hash(map) => map.get(action),
         }
@@ -74,7 +81,10 @@ impl<H> ActionTable<H> {
     pub(crate) fn names(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
             ActionTable::Scan(list) => Box::new(list.iter().map(|(k, _)| &**k)),
-            ActionTable::Hash(map) => Box::new(map.keys().map(|k| &**k)),
+            ActionTable::Hash(map) => Box::new(
+                map.keys()
+                    .map(|k| std::str::from_utf8(k).unwrap_or_default()),
+            ),
         }
     }
 }
@@ -119,7 +129,7 @@ mod tests {
             );
             assert_eq!(t.len(), n);
             for i in 0..n {
-                assert_eq!(t.get(&format!("a{i}")), Some(&i));
+                assert_eq!(t.get(format!("a{i}")), Some(&i));
             }
             assert_eq!(t.get("a"), None);
             assert_eq!(t.get("missing"), None);

@@ -39,7 +39,9 @@ pub const MAX_DEPTH_LIMIT: usize = 256;
 #[derive(Clone, Copy)]
 pub struct Message<'a> {
     payload: &'a [u8],
-    action: &'a str,
+    /// The action's UTF-8 bytes (checked while validating): kept as bytes so that routing,
+    /// which compares bytes, does not decode the string a second time.
+    action: &'a [u8],
     has_action: bool,
     layout: Layout,
 }
@@ -109,7 +111,7 @@ impl<'a> Message<'a> {
         };
         Self::scan::<true>(payload, &mut v).unwrap_or(Message {
             payload,
-            action: "",
+            action: b"",
             has_action: false,
             layout: Layout::default(),
         })
@@ -154,12 +156,12 @@ impl<'a> Message<'a> {
             }
         }
         let action = match action {
-            Some(at) => Some(str_at(payload, at).ok_or_else(|| Error::ActionNotString)?),
+            Some(at) => Some(str_body_at(payload, at).ok_or_else(|| Error::ActionNotString)?),
             None => None,
         };
         Ok(Message {
             payload,
-            action: action.unwrap_or(""),
+            action: action.unwrap_or(b""),
             has_action: action.is_some(),
             layout,
         })
@@ -167,6 +169,12 @@ impl<'a> Message<'a> {
 
     /// The `"action"` value, or `""` when the map has no `"action"` key.
     pub fn action(&self) -> &'a str {
+        // Validation checked these bytes are UTF-8, so this never falls back.
+        std::str::from_utf8(self.action).unwrap_or("")
+    }
+
+    /// The action's bytes, for the route tables (which compare bytes).
+    pub(crate) fn action_bytes(&self) -> &'a [u8] {
         self.action
     }
 
@@ -670,16 +678,25 @@ impl ExactSizeIterator for MapIter<'_> {}
 
 /// Whether `raw` (one encoded key) is the string "action", in any msgpack str encoding.
 fn is_action_key(raw: &[u8]) -> bool {
-    let text = match raw {
-        [0xa6, rest @ ..] | [0xd9, 6, rest @ ..] | [0xda, 0, 6, rest @ ..] => rest,
-        [0xdb, 0, 0, 0, 6, rest @ ..] => rest,
-        _ => return false,
-    };
-    text == b"action"
+    // A fixstr, as every encoder writes it: one 7-byte comparison, no loop over the patterns.
+    if let Ok(key) = <&[u8; 7]>::try_from(raw) {
+        return key == b"\xa6action";
+    }
+    match raw {
+        [0xd9, 6, rest @ ..] | [0xda, 0, 6, rest @ ..] | [0xdb, 0, 0, 0, 6, rest @ ..] => {
+            rest == b"action"
+        }
+        _ => false,
+    }
 }
 
 /// The string starting at `pos`, if the value there is a valid UTF-8 msgpack str.
 fn str_at(buf: &[u8], pos: usize) -> Option<&str> {
+    std::str::from_utf8(str_body_at(buf, pos)?).ok()
+}
+
+/// The bytes of the msgpack str starting at `pos`, not checked for UTF-8.
+fn str_body_at(buf: &[u8], pos: usize) -> Option<&[u8]> {
     let f = Field {
         raw: buf.get(pos..)?,
     };
@@ -690,7 +707,7 @@ fn str_at(buf: &[u8], pos: usize) -> Option<&str> {
         Marker::Str32 => (5, f.be(4)?),
         _ => return None,
     };
-    std::str::from_utf8(f.tail(hdr, len as usize)?).ok()
+    f.tail(hdr, len as usize)
 }
 
 /// Length in bytes of the (validated) value at the start of `buf`. `None` on malformed input,

@@ -721,7 +721,7 @@ impl<C: ChannelHandler> Driver for Core<C> {
                 }
             };
             guard(|| {
-                let result = match routes.table.get(msg.action()) {
+                let result = match routes.table.get(msg.action_bytes()) {
                     Some(route) => route(ch, ctx, &msg),
                     None => ch.network_received(ctx, &msg),
                 };
