@@ -855,7 +855,7 @@ impl Validator<'_> {
     ///
     /// The values game messages are mostly made of (small integers, nil, booleans, short
     /// strings such as every key, fixed-width numbers, short binaries) are checked here, inlined
-    /// into the caller's loop; the rest go to the out-of-line [`Validator::compound`].
+    /// into the caller's loop; the rest go to the out-of-line [`Validator::any_value`].
     #[inline(always)]
     fn value(&mut self, depth: usize) -> Result<(), Bad> {
         let at = self.pos;
@@ -873,7 +873,7 @@ impl Validator<'_> {
                 Some(&n) => (at + 2, usize::from(n)),
                 None => return Err(self.truncated_at(at + 1)),
             },
-            _ => return self.compound(depth),
+            _ => return self.any_value(depth),
         };
         let end = body_at + body;
         if end > self.buf.len() {
@@ -913,7 +913,7 @@ impl Validator<'_> {
     /// Validates any value, arrays and maps included; [`Validator::value`] handles the common
     /// scalars before it gets here.
     #[inline(never)]
-    fn compound(&mut self, depth: usize) -> Result<(), Bad> {
+    fn any_value(&mut self, depth: usize) -> Result<(), Bad> {
         let (marker, at) = self.marker()?;
         let (children, skip) = match marker {
             Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
