@@ -41,9 +41,9 @@ fn head(rmp: &mut Rmp<'_>, fields: usize, action: &str) -> Result<(), EncodeErro
         <EncodeError as ser::Error>::custom("a message has at most 2^32 - 1 fields")
     })?;
     let buf: &mut Vec<u8> = rmp.get_mut();
-    rmp::encode::write_map_len(buf, len)?;
-    rmp::encode::write_str(buf, "action")?;
-    rmp::encode::write_str(buf, action)?;
+    crate::encode::write_map_len(buf, len);
+    crate::encode::write_str(buf, "action");
+    crate::encode::write_str(buf, action);
     Ok(())
 }
 
@@ -185,7 +185,7 @@ impl Fields<'_, '_> {
                 "a variant of a message enum has a field named \"action\"; the variant's name is the action",
             ));
         }
-        rmp::encode::write_str(self.0.get_mut(), key)?;
+        crate::encode::write_str(self.0.get_mut(), key);
         value.serialize(&mut *self.0)
     }
 }
@@ -369,8 +369,8 @@ impl<'s, 'b> ser::Serializer for BesideAction<'s, 'b> {
                 let at = buf.len();
                 // map 32 with its length to come; the action is the first entry.
                 buf.extend_from_slice(&[0xdf, 0, 0, 0, 0]);
-                rmp::encode::write_str(buf, "action")?;
-                rmp::encode::write_str(buf, self.action)?;
+                crate::encode::write_str(buf, "action");
+                crate::encode::write_str(buf, self.action);
                 Some(at)
             }
         };
