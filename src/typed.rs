@@ -211,7 +211,7 @@ impl<'a> Message<'a> {
     pub fn decode<T: Deserialize<'a>>(&self) -> Result<T, Error> {
         let mut de = rmp_serde::Deserializer::from_read_ref(self.payload());
         let routed = action::Routed {
-            action: self.action(),
+            action: self.action_bytes(),
             de: &mut de,
         };
         match T::deserialize(routed) {
@@ -228,7 +228,7 @@ impl<'a> Message<'a> {
 fn decode_error<'a, T: Deserialize<'a>>(m: &Message<'a>, first: rmp_serde::decode::Error) -> Error {
     let mut de = rmp_serde::Deserializer::from_read_ref(m.payload());
     let routed = action::Routed {
-        action: m.action(),
+        action: m.action_bytes(),
         de: &mut de,
     };
     let (path, reason) = match serde_path_to_error::deserialize::<_, T>(routed) {
@@ -357,7 +357,7 @@ impl<'a, 'k> Without<'a, 'k> {
     /// As a message, whose action names a plain enum's variant.
     fn routed(self) -> action::Routed<'a, Self> {
         action::Routed {
-            action: self.m.action(),
+            action: self.m.action_bytes(),
             de: self,
         }
     }

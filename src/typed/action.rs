@@ -404,7 +404,9 @@ impl<'s, 'b> ser::Serializer for BesideAction<'s, 'b> {
 /// A deserializer for a whole message whose action is known: a top-level enum reads its
 /// variant from the action and its fields from the map; everything else goes to `de`.
 pub(super) struct Routed<'a, D> {
-    pub(super) action: &'a str,
+    /// The action's bytes, UTF-8 since the message was validated; made a `str` only for an
+    /// enum, so decoding a struct costs nothing for it.
+    pub(super) action: &'a [u8],
     pub(super) de: D,
 }
 
@@ -469,7 +471,7 @@ impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for Routed<'_, D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         visitor.visit_enum(ActionEnum {
-            action: self.action,
+            action: std::str::from_utf8(self.action).unwrap_or(""),
             de: self.de,
         })
     }
