@@ -5,7 +5,8 @@
 //! input as whole frame payloads, through the [`Driver`] callbacks.
 //!
 //! Per turn ([`Reactor::turn`]):
-//! 1. wait for readiness, no longer than the earliest timer;
+//! 1. wait for readiness, no longer than the earliest timer (on Linux a `timerfd` holds that
+//!    deadline, so `epoll_wait` itself has no timeout: see `alarm`);
 //! 2. accept every pending connection; read every readable connection until the kernel has no
 //!    more data or the connection's read budget is spent (the rest is read next turn, so one
 //!    fast sender cannot starve the others), and hand each complete frame to the driver;
@@ -43,8 +44,11 @@ use crate::ws::handshake::{self, WsUrl};
 use crate::ws::{MaskKeys, Role, WsDecoder, WsError, WsEvent, WsOptions};
 use crate::{DisconnectReason, Error};
 
+mod alarm;
+
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+const ALARM: Token = Token(usize::MAX - 4);
 /// Listening sockets take the tokens below this one, counting down.
 const FIRST_LISTENER: usize = usize::MAX - 8;
 /// Most listening sockets in one reactor.
@@ -298,6 +302,8 @@ pub(crate) struct Reactor {
     beat_at: Option<Instant>,
     /// Scratch list of the links a heartbeat round visits, kept to avoid allocating.
     beat_links: Vec<usize>,
+    /// Wakes the reactor by its earliest deadline, so `poll` needs no timeout (see `alarm`).
+    alarm: alarm::Alarm,
     /// Heartbeat stamps are microseconds since this instant.
     epoch: Instant,
     counters: Counters,
@@ -321,6 +327,7 @@ impl Reactor {
     pub(crate) fn new(cfg: Config) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let alarm = alarm::Alarm::new(poll.registry(), ALARM);
         Ok(Reactor {
             poll,
             events: Events::with_capacity(1024),
@@ -347,6 +354,7 @@ impl Reactor {
             linger_check_at: None,
             beat_at: None,
             beat_links: Vec::new(),
+            alarm,
             epoch: Instant::now(),
             counters: Counters::default(),
             now: Instant::now(),
@@ -904,8 +912,10 @@ impl Reactor {
         .flatten()
         .min();
         if let (Some(d), false) = (deadline, timeout == Some(Duration::ZERO)) {
-            let until = d.saturating_duration_since(Instant::now());
-            timeout = Some(timeout.map_or(until, |t| t.min(until)));
+            if !self.alarm.set(d) {
+                let until = d.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(until, |t| t.min(until)));
+            }
         }
         let polled = match self.cfg.busy_poll {
             Some(spin) if timeout != Some(Duration::ZERO) => self.spin_then_poll(spin, timeout),
@@ -935,6 +945,7 @@ impl Reactor {
             let (token, flags) = self.ready[i];
             match token {
                 WAKER => driver.woken(self),
+                ALARM => self.alarm.rang(),
                 SIGNALS => {
                     while let Some(signal) = self.signals.as_mut().and_then(|s| s.pending().next())
                     {
@@ -993,7 +1004,12 @@ impl Reactor {
                 return;
             }
         }
-        if flags & WRITABLE != 0 {
+        // Edge-triggered epoll reports writable with every readable edge: with nothing queued
+        // (and the greeting's buffer already released) there is nothing to write.
+        let link = &self.links[index];
+        if flags & WRITABLE != 0
+            && !(link.state == State::Open && link.out.is_empty() && !link.fresh)
+        {
             self.flush(index);
         }
         if flags & (READABLE | HANGUP) != 0 {

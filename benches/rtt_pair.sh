@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Paired ping-pong RTT: several echo servers measured by one probe, turn and turn about in
+# blocks of a few milliseconds (examples/rtt_pair.rs), every server and the probe pinned to
+# CPU 0. Resolves differences well under 1% on this noisy machine, where one server after the
+# other (rtt_rotation.sh) moves ±10% between runs. Prints each server's exact p50 and mean, and
+# the median of per-block p50 ratios against the first server.
+#
+#   benches/rtt_pair.sh benches/baselines/target/release/raw_echo target/release/examples/echo_server
+#
+# Arguments: server binaries (the first is the reference; give the same one twice to see the
+# instrument's own error). Environment: SECS [20], BLOCK round trips per turn [500].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+(($# >= 2)) || { echo "usage: $0 SERVER_A SERVER_B [SERVER ...]" >&2; exit 2; }
+cargo build --release --example rtt_pair --example echo_server -q
+pids=()
+addrs=()
+port=7650
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+for bin in "$@"; do
+  port=$((port + 1))
+  taskset -c 0 "$bin" 127.0.0.1 $port >/dev/null 2>&1 &
+  pids+=($!)
+  addrs+=(127.0.0.1:$port)
+done
+sleep 0.4
+i=0
+for bin in "$@"; do echo "${addrs[$i]} = $bin"; i=$((i + 1)); done
+taskset -c 0 target/release/examples/rtt_pair "${addrs[@]}" --secs "${SECS:-20}" --block "${BLOCK:-500}"
