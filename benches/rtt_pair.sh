@@ -8,9 +8,12 @@
 #   benches/rtt_pair.sh benches/baselines/target/release/raw_echo target/release/examples/echo_server
 #
 # Arguments: server binaries (the first is the reference; give the same one twice to see the
-# instrument's own error). Environment: SECS [20], BLOCK round trips per turn [500].
+# instrument's own error). Environment: SECS [20], BLOCK round trips per turn [500], PIN (1: all
+# on CPU 0; 0: not pinned, so round trips also wait for the other vCPU to wake) [1].
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pin=(taskset -c 0)
+[[ ${PIN:-1} == 0 ]] && pin=()
 (($# >= 2)) || { echo "usage: $0 SERVER_A SERVER_B [SERVER ...]" >&2; exit 2; }
 cargo build --release --example rtt_pair --example echo_server -q
 pids=()
@@ -19,11 +22,11 @@ port=7650
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for bin in "$@"; do
   port=$((port + 1))
-  taskset -c 0 "$bin" 127.0.0.1 $port >/dev/null 2>&1 &
+  "${pin[@]}" "$bin" 127.0.0.1 $port >/dev/null 2>&1 &
   pids+=($!)
   addrs+=(127.0.0.1:$port)
 done
 sleep 0.4
 i=0
 for bin in "$@"; do echo "${addrs[$i]} = $bin"; i=$((i + 1)); done
-taskset -c 0 target/release/examples/rtt_pair "${addrs[@]}" --secs "${SECS:-20}" --block "${BLOCK:-500}"
+"${pin[@]}" target/release/examples/rtt_pair "${addrs[@]}" --secs "${SECS:-20}" --block "${BLOCK:-500}"
