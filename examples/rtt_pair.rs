@@ -15,6 +15,10 @@
 //! the same state of the machine; the median over blocks of the per-block ratio then resolves
 //! well under 1%.
 //!
+//! Where a server stands in the argument list still moves its ratio by about half a percent
+//! (the same binary twice reads 0.995–0.997): for a verdict, run both orders and count every
+//! adjacent pairing (BENCHMARKS.md, "Paired RTT").
+//!
 //! Prints per server: the round trips, exact p50, p99 and mean; then, for each server after the
 //! first, the median of the per-block p50 ratios against the first with its interquartile range,
 //! and the ratio of the overall p50s. The requests are the load generator's `echo` maps (64
