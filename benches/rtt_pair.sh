@@ -7,7 +7,7 @@
 #
 #   benches/rtt_pair.sh benches/baselines/target/release/raw_echo target/release/examples/echo_server
 #
-# Where a server stands in the list moves its ratio by about 0.5% (raw ÷ raw reads 0.995-0.997):
+# Where a server stands in the list moves its ratio by about 0.5% (raw ÷ raw reads 0.994-0.997):
 # for a verdict, run both orders, `A B A B` and `B A B A`, and count every adjacent pairing.
 #
 # Arguments: server binaries (the first is the reference; give the same one twice to see the

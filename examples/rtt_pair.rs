@@ -16,7 +16,7 @@
 //! well under 1%.
 //!
 //! Where a server stands in the argument list still moves its ratio by about half a percent
-//! (the same binary twice reads 0.995–0.997): for a verdict, run both orders and count every
+//! (the same binary twice reads 0.994–1.000): for a verdict, run both orders and count every
 //! adjacent pairing (BENCHMARKS.md, "Paired RTT").
 //!
 //! Prints per server: the round trips, exact p50, p99 and mean; then, for each server after the
