@@ -7,6 +7,8 @@
 //!                                               [--reuse-port] [--drain-secs 30]
 //!                                               [--keepalive-secs N] [--heartbeat-ms N]
 //!                                               [--stats-secs N] [--busy-poll-us N]
+//!                                               [--tls-cert FILE --tls-key FILE]
+//!                                               [--tls-handshake-ms N]
 //! ```
 //!
 //! Prints `listening on HOST:PORT` once bound and, with `--ws WSPORT`, `websocket on
@@ -31,18 +33,39 @@
 //!   bytes, length prefixes included).
 //! - `--busy-poll-us N`: spin up to N µs before sleeping (`Config::busy_poll`): lower latency,
 //!   more CPU.
+//! - `--tls-cert FILE --tls-key FILE`: both listeners speak TLS (repod over TLS on PORT, `wss`
+//!   on WSPORT), with this certificate chain and key (PEM, as `fullchain.pem` and
+//!   `privkey.pem`). SIGHUP re-reads both files and prints `tls reloaded`, or `tls reload
+//!   failed: WHY` (the old certificate stays). `--tls-handshake-ms N` bounds a TLS handshake
+//!   (default 10000; on the WebSocket port it bounds the TLS handshake and the upgrade).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use repod::{msg, ChannelCtx, ChannelHandler, Config, Keepalive, Listen, Routes, Server};
+use repod::tls::TlsAcceptor;
+use repod::{
+    msg, ChannelCtx, ChannelHandler, Config, Error, Keepalive, Listen, Routes, Server, ServerCtx,
+    ServerHandler, WsOptions,
+};
 
 struct Echo {
     addr: SocketAddr,
 }
 
+/// Says on stdout how a SIGHUP reload went (the tests wait for these lines).
+struct Reloads;
+
+impl ServerHandler<Echo> for Reloads {
+    fn on_tls_reload(&mut self, _: &mut ServerCtx<'_, Echo>, result: Result<(), &Error>) {
+        match result {
+            Ok(()) => println!("tls reloaded"),
+            Err(e) => println!("tls reload failed: {e}"),
+        }
+    }
+}
+
 impl ChannelHandler for Echo {
-    type Server = ();
+    type Server = Reloads;
 
     fn routes(r: &mut Routes<Self>) {
         // The reply copies every other field as raw bytes: no decoding, no allocation.
@@ -68,7 +91,8 @@ fn usage(why: &str) -> std::io::Error {
         format!(
             "{why}\nusage: echo_server [HOST [PORT]] [--ws WSPORT] [--proxy-protocol] \
              [--reuse-port] [--drain-secs N] [--keepalive-secs N] [--heartbeat-ms N] \
-             [--stats-secs N] [--busy-poll-us N]"
+             [--stats-secs N] [--busy-poll-us N] [--tls-cert FILE --tls-key FILE] \
+             [--tls-handshake-ms N]"
         ),
     )
 }
@@ -88,6 +112,7 @@ fn main() -> std::io::Result<()> {
     let (mut ws_port, mut proxy, mut reuse_port, mut drain_secs) = (None, false, false, 30u64);
     let (mut keepalive, mut heartbeat, mut stats_every) = (None, None, None);
     let mut busy_poll = None;
+    let (mut tls_cert, mut tls_key, mut tls_handshake_ms) = (None, None, 10_000u64);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -99,6 +124,9 @@ fn main() -> std::io::Result<()> {
             "--heartbeat-ms" => heartbeat = Some(number::<u64>(&arg, args.next())?),
             "--stats-secs" => stats_every = Some(number::<f64>(&arg, args.next())?),
             "--busy-poll-us" => busy_poll = Some(number::<u64>(&arg, args.next())?),
+            "--tls-cert" => tls_cert = Some(number::<String>(&arg, args.next())?),
+            "--tls-key" => tls_key = Some(number::<String>(&arg, args.next())?),
+            "--tls-handshake-ms" => tls_handshake_ms = number(&arg, args.next())?,
             flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
@@ -111,13 +139,27 @@ fn main() -> std::io::Result<()> {
         Some(p) => p.parse().map_err(|e| usage(&format!("bad port: {e}")))?,
         None => 5071,
     };
+    let handshake = Duration::from_millis(tls_handshake_ms);
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(
+            TlsAcceptor::from_pem_files(cert, key)
+                .map_err(|e| usage(&e.to_string()))?
+                .handshake_timeout(handshake),
+        ),
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together")),
+    };
     let listen = |port: u16| {
-        Listen::on((host.as_str(), port))
+        let l = Listen::on((host.as_str(), port))
             .proxy_protocol(proxy)
-            .reuse_port(reuse_port)
+            .reuse_port(reuse_port);
+        match &tls {
+            Some(tls) => l.tls(tls.clone()),
+            None => l,
+        }
     };
     // The address `on_connect` saw (the PROXY header's, with --proxy-protocol), for `whoami`.
-    let mut server = Server::<Echo>::bind_with(listen(port), (), |_, _, addr| Echo { addr })?
+    let mut server = Server::<Echo>::bind_with(listen(port), Reloads, |_, _, addr| Echo { addr })?
         .drain_on_sigterm(Duration::from_secs(drain_secs))
         .config(
             Config::default()
@@ -127,7 +169,13 @@ fn main() -> std::io::Result<()> {
         );
     println!("listening on {host}:{}", server.local_addr().port());
     if let Some(ws_port) = ws_port {
-        let bound = server.listen_ws(listen(ws_port))?;
+        let opts = WsOptions::default().handshake_timeout(handshake.max(Duration::from_secs(10)));
+        let opts = if tls.is_some() {
+            WsOptions::default().handshake_timeout(handshake)
+        } else {
+            opts
+        };
+        let bound = server.listen_ws_with(listen(ws_port), opts)?;
         println!("websocket on {host}:{}", bound.port());
     }
     if let Some(secs) = stats_every {

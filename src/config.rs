@@ -299,6 +299,8 @@ pub struct Listen {
     pub(crate) addrs: Result<Vec<SocketAddr>, String>,
     pub(crate) reuse_port: bool,
     pub(crate) proxy: Option<ProxyOptions>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsAcceptor>,
 }
 
 /// What a listener requiring the PROXY protocol accepts.
@@ -320,7 +322,28 @@ impl Listen {
             addrs,
             reuse_port: false,
             proxy: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Speak TLS on this listener, with `acceptor`'s certificate: repod over TLS for
+    /// `Server::bind`, `wss` for `Server::listen_ws`. With
+    /// [`proxy_protocol`](Self::proxy_protocol) the PROXY header comes first, in clear, as a
+    /// balancer passing TLS through sends it. See [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, acceptor: crate::tls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// The listener's TLS acceptor, as the reactor takes it (a type with no values without
+    /// the `tls` feature).
+    pub(crate) fn tls_acceptor(&self) -> Option<crate::reactor::TlsAcceptor> {
+        #[cfg(feature = "tls")]
+        return self.tls.clone();
+        #[cfg(not(feature = "tls"))]
+        None
     }
 
     /// Set `SO_REUSEPORT` (Linux, the BSDs, macOS) before binding, so several processes, or

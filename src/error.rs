@@ -115,6 +115,13 @@ pub enum Error {
     /// header. No channel exists yet, so this reaches the log and
     /// [`ServerHandler::on_refused`](crate::ServerHandler::on_refused).
     Proxy(ProxyError),
+    /// TLS failed: the handshake (a plaintext or silent peer on a TLS port, no common version),
+    /// the server's certificate (on a client: see [`TlsError::Certificate`]), or a record
+    /// after it. Before the handshake finished no channel exists, so on a server this reaches
+    /// the log and [`ServerHandler::on_refused`](crate::ServerHandler::on_refused); on a
+    /// client it is an `error` event.
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsError),
 }
 
 impl Error {
@@ -142,7 +149,17 @@ impl Error {
                 | Error::WebSocket(_)
                 | Error::Handshake(_)
                 | Error::Proxy(_)
-        )
+        ) || self.is_tls()
+    }
+
+    #[cfg(feature = "tls")]
+    fn is_tls(&self) -> bool {
+        matches!(self, Error::Tls(_))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn is_tls(&self) -> bool {
+        false
     }
 }
 
@@ -184,6 +201,8 @@ impl fmt::Display for Error {
             Error::WebSocket(e) => write!(f, "websocket: {e}"),
             Error::Handshake(e) => write!(f, "websocket handshake: {e}"),
             Error::Proxy(e) => fmt::Display::fmt(e, f),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -196,8 +215,17 @@ impl std::error::Error for Error {
             Error::WebSocket(e) => Some(e),
             Error::Handshake(e) => Some(e),
             Error::Proxy(e) => Some(e),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl From<crate::tls::TlsError> for Error {
+    fn from(e: crate::tls::TlsError) -> Self {
+        Error::Tls(e)
     }
 }
 

@@ -131,6 +131,8 @@ mod reactor;
 pub mod server;
 pub mod stats;
 mod tcp_info;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "serde")]
 pub mod typed;
 pub mod ws;
@@ -148,6 +150,8 @@ pub use server::{
     ServerHandler,
 };
 pub use stats::{ConnStats, ServerStats};
+#[cfg(feature = "tls")]
+pub use tls::{TlsAcceptor, TlsConnector, TlsError};
 #[cfg(feature = "serde")]
 pub use typed::Typed;
 pub use ws::{WsError, WsOptions};

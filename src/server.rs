@@ -165,6 +165,13 @@ pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
     fn on_refused(&mut self, ctx: &mut ServerCtx<'_, C>, addr: SocketAddr, error: &Error) {
         let _ = (ctx, addr, error);
     }
+
+    /// SIGHUP under [`Server::launch`] re-read the TLS listeners' certificate and key files
+    /// ([`Server::reload_tls`]): `Ok` when new handshakes use the new files, or why not (the
+    /// old certificate stays in use). Also logged.
+    fn on_tls_reload(&mut self, ctx: &mut ServerCtx<'_, C>, result: Result<(), &Error>) {
+        let _ = (ctx, result);
+    }
 }
 
 impl<C: ChannelHandler> ServerHandler<C> for () {}
@@ -532,9 +539,56 @@ struct Mailbox<C: ChannelHandler> {
     max_frame_len: usize,
     vitals: Vitals,
     stats: Published,
+    /// The certificates of the TLS listeners, for a reload from any thread.
+    #[cfg(feature = "tls")]
+    tls: Mutex<Vec<crate::tls::TlsAcceptor>>,
 }
 
 impl<C: ChannelHandler> Mailbox<C> {
+    /// Re-reads the certificate files of every TLS listener; the first error, if any (the
+    /// others are still reloaded).
+    fn reload_tls(&self) -> Result<(), Error> {
+        #[cfg(feature = "tls")]
+        {
+            let acceptors = self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut first_err = None;
+            for a in &acceptors {
+                if let Err(e) = a.reload() {
+                    log::error!("repod: TLS reload failed, keeping the certificate in use: {e}");
+                    first_err.get_or_insert(Error::Tls(e));
+                }
+            }
+            if first_err.is_none() && !acceptors.is_empty() {
+                log::info!("repod: TLS certificates reloaded");
+            }
+            first_err.map_or(Ok(()), Err)
+        }
+        #[cfg(not(feature = "tls"))]
+        Ok(())
+    }
+
+    /// Remembers a TLS listener's certificate for reloads.
+    #[allow(unused_variables)]
+    fn add_tls(&self, listen: &Listen) {
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = &listen.tls {
+            let mut list = self.tls.lock().unwrap_or_else(|p| p.into_inner());
+            if !list.iter().any(|a| a.same(acceptor)) {
+                list.push(acceptor.clone());
+            }
+        }
+    }
+
+    fn has_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return !self
+            .tls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
     fn post(&self, cmd: Command<C>) -> bool {
         let mut q = self.commands.lock().unwrap_or_else(|p| p.into_inner());
         let was_empty = q.is_empty();
@@ -767,7 +821,12 @@ impl<C: ChannelHandler> Driver for Core<C> {
     }
 
     fn signalled(&mut self, reactor: &mut Reactor, signal: i32) {
-        if signal == signal_hook::consts::SIGTERM {
+        if signal == signal_hook::consts::SIGHUP {
+            log::info!("repod: SIGHUP received, reloading TLS certificates");
+            let result = self.mailbox.reload_tls();
+            let (state, mut ctx) = self.ctx(reactor);
+            state.on_tls_reload(&mut ctx, result.as_ref().map(drop));
+        } else if signal == signal_hook::consts::SIGTERM {
             log::info!(
                 "repod: SIGTERM received, draining for at most {:?}",
                 self.sigterm_drain
@@ -857,12 +916,13 @@ impl<C: ChannelHandler> Driver for Core<C> {
 
 /// Binds the first of `listen`'s addresses that can be bound.
 fn listen(reactor: &mut Reactor, listen: Listen, ws: Option<WsOptions>) -> io::Result<SocketAddr> {
+    let tls = listen.tls_acceptor();
     let addrs = listen
         .addrs
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut last_err = None;
     for a in addrs {
-        match reactor.listen(a, ws.clone(), listen.reuse_port, listen.proxy) {
+        match reactor.listen(a, ws.clone(), listen.reuse_port, listen.proxy, tls.clone()) {
             Ok(local) => return Ok(local),
             Err(e) => last_err = Some(e),
         }
@@ -915,15 +975,19 @@ impl<C: ChannelHandler> Server<C> {
     ) -> io::Result<Self> {
         let cfg = Config::default();
         let mut reactor = Reactor::new(cfg)?;
-        let local_addr = listen(&mut reactor, addr.into_listen(), None)?;
-        log::info!("repod: listening on {local_addr}");
+        let addr = addr.into_listen();
         let mailbox = Arc::new(Mailbox {
             commands: Mutex::new(Vec::new()),
             remote: reactor.remote(),
             max_frame_len: reactor.config().max_frame_len,
             vitals: Vitals::new(),
             stats: Published::new(),
+            #[cfg(feature = "tls")]
+            tls: Mutex::new(Vec::new()),
         });
+        mailbox.add_tls(&addr);
+        let local_addr = listen(&mut reactor, addr, None)?;
+        log::info!("repod: listening on {local_addr}");
         Ok(Server {
             reactor,
             core: Core {
@@ -992,7 +1056,9 @@ impl<C: ChannelHandler> Server<C> {
         opts: WsOptions,
     ) -> io::Result<SocketAddr> {
         let path = opts.get_path().to_owned();
-        let local = listen(&mut self.reactor, addr.into_listen(), Some(opts))?;
+        let addr = addr.into_listen();
+        self.core.mailbox.add_tls(&addr);
+        let local = listen(&mut self.reactor, addr, Some(opts))?;
         log::info!("repod: listening for WebSocket on {local}{path}");
         self.ws_addr.get_or_insert(local);
         Ok(local)
@@ -1110,7 +1176,8 @@ impl<C: ChannelHandler> Server<C> {
     ///
     /// The signal handlers could not be installed, or the poll failed.
     pub fn launch(mut self) -> io::Result<()> {
-        self.reactor.watch_signals()?;
+        let hangup = self.core.mailbox.has_tls();
+        self.reactor.watch_signals(hangup)?;
         self.run()
     }
 
@@ -1274,6 +1341,18 @@ impl<C: ChannelHandler> ServerHandle<C> {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Re-reads the certificate chain and key files of every TLS listener, on the calling
+    /// thread: new handshakes use the new certificate, connections already open carry on.
+    /// SIGHUP does the same under [`Server::launch`]. Nothing to do without TLS listeners.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] with [`TlsError::Config`](crate::tls::TlsError::Config): a file is
+    /// missing, is not PEM, or the key does not match; that listener keeps its certificate.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        self.mailbox.reload_tls()
     }
 }
 
