@@ -455,6 +455,31 @@ impl Driver for QueueDriver {
     }
 }
 
+/// Starts connecting `reactor` to `endpoint`.
+fn connect(reactor: &mut Reactor, endpoint: Endpoint) -> io::Result<ChannelId> {
+    #[cfg(feature = "tls")]
+    let connector = || reactor.config().tls.clone().unwrap_or_default();
+    match endpoint {
+        Endpoint::Tcp(a) => reactor.connect(a),
+        Endpoint::Ws(a, url) => reactor.connect_ws(a, &url),
+        #[cfg(feature = "tls")]
+        Endpoint::Tls(a, host) => {
+            let tls = connector();
+            reactor.connect_tls(a, &host, &tls, None)
+        }
+        #[cfg(feature = "tls")]
+        Endpoint::Wss(a, url) => {
+            let tls = connector();
+            reactor.connect_tls(a, &url.host, &tls, Some(&url))
+        }
+        #[cfg(not(feature = "tls"))]
+        Endpoint::Tls(..) | Endpoint::Wss(..) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "tls:// and wss:// need repod's `tls` feature",
+        )),
+    }
+}
+
 fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()?
         .next()
@@ -469,16 +494,25 @@ pub enum Endpoint {
     Tcp(SocketAddr),
     /// A repod server's WebSocket port, and the URL to upgrade to.
     Ws(SocketAddr, WsUrl),
+    /// A repod server's TLS port (`tls://host:port`), and the name its certificate must carry.
+    Tls(SocketAddr, String),
+    /// A repod server's WebSocket-over-TLS port (`wss://host:port/path`); the URL's host is the
+    /// name its certificate must carry.
+    Wss(SocketAddr, WsUrl),
 }
 
 /// Where a client connects: a TCP address in any form [`ToSocketAddrs`] takes (`"host:port"`,
-/// `("host", port)`, a [`SocketAddr`]...), or a WebSocket URL, `"ws://host:port/path"`.
+/// `("host", port)`, a [`SocketAddr`]...), a WebSocket URL, `"ws://host:port/path"`, or, with
+/// the `tls` feature (default), `"tls://host:port"` (repod over TLS) or
+/// `"wss://host:port/path"`. TLS checks the server's certificate against the host name, with
+/// the roots of [`Config::tls`](crate::Config::tls) (by default Mozilla's).
 ///
 /// ```
 /// use repod::client::{Endpoint, ServerAddr};
 /// assert!(matches!("127.0.0.1:5071".endpoint()?, Endpoint::Tcp(_)));
 /// assert!(matches!("ws://127.0.0.1:5072/".endpoint()?, Endpoint::Ws(..)));
-/// assert!("wss://example.com/".endpoint().is_err()); // TLS belongs in a proxy in front
+/// assert!(matches!("tls://localhost:5071".endpoint()?, Endpoint::Tls(_, host) if host == "localhost"));
+/// assert!(matches!("wss://127.0.0.1:5072/".endpoint()?, Endpoint::Wss(..)));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub trait ServerAddr {
@@ -486,14 +520,29 @@ pub trait ServerAddr {
     ///
     /// # Errors
     ///
-    /// The name does not resolve, or the URL is malformed or `wss://`.
+    /// The name does not resolve, or the URL is malformed.
     fn endpoint(&self) -> io::Result<Endpoint>;
 }
 
 impl ServerAddr for str {
     fn endpoint(&self) -> io::Result<Endpoint> {
-        match WsUrl::parse(self).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))? {
-            Some(url) => Ok(Endpoint::Ws(resolve((url.host.as_str(), url.port))?, url)),
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let scheme = self.get(..6).map(str::to_ascii_lowercase);
+        if scheme.as_deref() == Some("tls://") {
+            // The same authority as a URL's: host:port, [v6]:port; the port is required.
+            let authority = self[6..].trim_end_matches('/');
+            let (url, _) = WsUrl::parse_with_tls(&format!("ws://{authority}/"))
+                .map_err(invalid)?
+                .filter(|(u, _)| authority.ends_with(&format!(":{}", u.port)))
+                .ok_or_else(|| invalid(format!("{self}: expected tls://host:port")))?;
+            return Ok(Endpoint::Tls(
+                resolve((url.host.as_str(), url.port))?,
+                url.host,
+            ));
+        }
+        match WsUrl::parse_with_tls(self).map_err(invalid)? {
+            Some((url, false)) => Ok(Endpoint::Ws(resolve((url.host.as_str(), url.port))?, url)),
+            Some((url, true)) => Ok(Endpoint::Wss(resolve((url.host.as_str(), url.port))?, url)),
             None => Ok(Endpoint::Tcp(resolve(self)?)),
         }
     }
@@ -619,10 +668,7 @@ impl Connection {
     /// As [`connect_background`](Self::connect_background).
     pub fn connect_with(addr: impl ServerAddr, mode: Mode, cfg: Config) -> io::Result<Self> {
         let mut reactor = Reactor::new(cfg)?;
-        let id = addr.endpoint().and_then(|e| match e {
-            Endpoint::Tcp(a) => reactor.connect(a),
-            Endpoint::Ws(a, url) => reactor.connect_ws(a, &url),
-        });
+        let id = addr.endpoint().and_then(|e| connect(&mut reactor, e));
         let inner = match mode {
             Mode::Stepped => {
                 let mut s = Stepped {

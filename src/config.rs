@@ -48,6 +48,8 @@ pub struct Config {
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) heartbeat_timeout: Option<Duration>,
     pub(crate) busy_poll: Option<Duration>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConnector>,
 }
 
 /// TCP keepalive: after `idle` without traffic, the kernel probes the peer every `interval`, and
@@ -106,6 +108,8 @@ impl Default for Config {
             heartbeat: None,
             heartbeat_timeout: None,
             busy_poll: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -250,6 +254,16 @@ impl Config {
     /// ```
     pub fn busy_poll(mut self, spin: Option<Duration>) -> Self {
         self.busy_poll = spin;
+        self
+    }
+
+    /// For clients: whom a `tls://` or `wss://` connection trusts (default: Mozilla's root
+    /// certificates; a private fleet or a test gives its own CA,
+    /// [`TlsConnector::with_ca_file`](crate::tls::TlsConnector::with_ca_file)). Servers take
+    /// their certificate per listener, with [`Listen::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, connector: crate::tls::TlsConnector) -> Self {
+        self.tls = Some(connector);
         self
     }
 

@@ -106,11 +106,6 @@ impl Session {
         either!(&self.side, c => c.is_handshaking())
     }
 
-    /// Bytes of ciphertext kept between reads.
-    pub(crate) fn kept(&self) -> usize {
-        self.kept.len()
-    }
-
     /// Processes ciphertext just read: application data is appended to `plain`, anything the
     /// session must send (handshake flights, alerts, tickets) to `out`. `incoming` may be
     /// decrypted in place. What it leaves unfinished is kept for the next call.

@@ -287,8 +287,7 @@ impl WsUrl {
     ///
     /// # Errors
     ///
-    /// `wss://` (TLS is not built in: put a TLS-terminating proxy in front), or a malformed
-    /// `ws://` URL.
+    /// `wss://` (see [`parse_with_tls`](Self::parse_with_tls)), or a malformed `ws://` URL.
     ///
     /// ```
     /// use repod::ws::WsUrl;
@@ -297,43 +296,65 @@ impl WsUrl {
     /// assert_eq!(WsUrl::parse("127.0.0.1:5071").unwrap(), None);
     /// ```
     pub fn parse(url: &str) -> Result<Option<WsUrl>, String> {
+        match Self::parse_with_tls(url)? {
+            Some((_, true)) => Err(format!("{url}: a wss:// URL where ws:// was expected")),
+            Some((u, false)) => Ok(Some(u)),
+            None => Ok(None),
+        }
+    }
+
+    /// Parses `url` if it starts with `ws://` or `wss://`, and says whether it is `wss://`
+    /// (the port defaults to 80 or 443); `None` for anything else (a plain address).
+    ///
+    /// # Errors
+    ///
+    /// A malformed URL.
+    ///
+    /// ```
+    /// use repod::ws::WsUrl;
+    /// let (u, tls) = WsUrl::parse_with_tls("wss://game.example/play").unwrap().unwrap();
+    /// assert_eq!((u.host.as_str(), u.port, u.path.as_str(), tls), ("game.example", 443, "/play", true));
+    /// ```
+    pub fn parse_with_tls(url: &str) -> Result<Option<(WsUrl, bool)>, String> {
         let lower = url.get(..6).map(str::to_ascii_lowercase);
-        if lower.as_deref() == Some("wss://") {
-            return Err(format!(
-                "{url}: wss:// is not supported (terminate TLS in a proxy in front of the server)"
-            ));
-        }
-        if lower.as_deref().map(|s| &s[..5]) != Some("ws://") {
+        let (tls, rest, default_port) = if lower.as_deref() == Some("wss://") {
+            (true, &url[6..], 443)
+        } else if lower.as_deref().map(|s| &s[..5]) == Some("ws://") {
+            (false, &url[5..], 80)
+        } else {
             return Ok(None);
-        }
-        let rest = &url[5..];
+        };
+        Self::parse_rest(url, rest, default_port).map(|u| Some((u, tls)))
+    }
+
+    fn parse_rest(url: &str, rest: &str, default_port: u16) -> Result<WsUrl, String> {
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
             None => (rest, "/".to_owned()),
         };
-        let bad = || format!("{url}: not a valid ws:// URL");
+        let bad = || format!("{url}: not a valid WebSocket URL");
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) = v6.split_once(']').ok_or_else(bad)?;
             match after.strip_prefix(':') {
                 Some(p) => (h, p.parse().map_err(|_| bad())?),
-                None if after.is_empty() => (h, 80),
+                None if after.is_empty() => (h, default_port),
                 None => return Err(bad()),
             }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-                None => (authority, 80),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() || host.contains(['@', ' ']) {
             return Err(bad());
         }
-        Ok(Some(WsUrl {
+        Ok(WsUrl {
             host: host.to_owned(),
             port,
             path,
-        }))
+        })
     }
 
     /// The `Host` header value.

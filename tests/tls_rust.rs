@@ -1,0 +1,228 @@
+//! TLS between repod's own server and client, in one process: `tls://` and `wss://` with a
+//! private CA, a certificate for another name refused with a distinct error, reload through
+//! `ServerHandle::reload_tls`, and a plaintext peer on a TLS port refused while a TLS player
+//! carries on. Certificates come from the `openssl` CLI at test time (`support/tls.rs`); the
+//! peers no one here wrote (Python, OpenSSL, Chromium, HAProxy) are in `tls.rs`.
+
+#[allow(dead_code)]
+#[path = "support/examples.rs"]
+mod examples;
+#[path = "support/net.rs"]
+mod net;
+#[path = "support/proc.rs"]
+mod proc;
+#[path = "support/tls.rs"]
+mod tls;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use net::{start_on, Probed};
+use repod::tls::{TlsAcceptor, TlsConnector};
+use repod::{msg, Config, Connection, Listen, Mode, OwnedMessage, WsOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A probe server with a TLS TCP listener and a `wss` listener, both with `leaf`.
+fn tls_server(acceptor: &TlsAcceptor) -> Probed {
+    let acceptor2 = acceptor.clone();
+    start_on(
+        Listen::on("127.0.0.1:0").tls(acceptor.clone()),
+        Config::default(),
+        move |mut s| {
+            s.listen_ws_with(
+                Listen::on("127.0.0.1:0").tls(acceptor2),
+                WsOptions::default(),
+            )
+            .expect("listen wss");
+            s
+        },
+    )
+}
+
+fn client_cfg(certs: &tls::Certs) -> Config {
+    Config::default().tls(TlsConnector::with_ca_file(&certs.ca).expect("CA file"))
+}
+
+/// Receives until a message of `action` arrives (events included), or panics after [`WAIT`].
+fn recv_action(conn: &mut Connection, action: &str) -> OwnedMessage {
+    let until = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        if let Some(m) = conn.recv_timeout(Duration::from_millis(100)) {
+            let a = m.action().to_owned();
+            if a == action {
+                return m;
+            }
+            let text = m.message().str("error").unwrap_or("").to_owned();
+            seen.push(format!("{a} {text}"));
+        }
+    }
+    panic!("no {action:?} within {WAIT:?}; saw {seen:?}");
+}
+
+/// A new TLS player is greeted and echoed: the server is still serving.
+fn assert_tls_served(server: &Probed, certs: &tls::Certs) {
+    let url = format!("tls://127.0.0.1:{}", server.addr.port());
+    let mut conn =
+        Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+    recv_action(&mut conn, "connected");
+    conn.send(&msg! { "action": "echo", "served": true });
+    recv_action(&mut conn, "echo_reply");
+}
+
+fn echo_over(url: &str, certs: &tls::Certs, mode: Mode) {
+    let mut conn = Connection::connect_with(url, mode, client_cfg(certs)).expect("connect");
+    recv_action(&mut conn, "socketConnect");
+    recv_action(&mut conn, "connected");
+    for i in 0..50u32 {
+        conn.send(&msg! { "action": "echo", "i": i, "pad": "x".repeat(i as usize * 100).as_str() });
+        let reply = recv_action(&mut conn, "echo_reply");
+        assert_eq!(reply.message().u64("i").unwrap(), u64::from(i));
+    }
+    // A message larger than a TLS record (16 KiB) crosses several records both ways.
+    let big = "y".repeat(100_000);
+    conn.send(&msg! { "action": "echo", "big": big.as_str() });
+    let reply = recv_action(&mut conn, "echo_reply");
+    assert_eq!(reply.message().str("big").unwrap(), big);
+    conn.close();
+}
+
+#[test]
+fn rust_client_echoes_over_tls_and_wss_with_a_private_ca() {
+    let Some(certs) = tls::certs() else { return };
+    let acceptor = TlsAcceptor::from_pem_files(&certs.leaf1.cert, &certs.leaf1.key).unwrap();
+    let server = tls_server(&acceptor);
+    let port = server.addr.port();
+    let ws_port = server.ws.unwrap().port();
+    for mode in [Mode::Stepped, Mode::Background] {
+        echo_over(&format!("tls://localhost:{port}"), certs, mode);
+        echo_over(&format!("tls://127.0.0.1:{port}"), certs, mode);
+        echo_over(&format!("wss://localhost:{ws_port}/"), certs, mode);
+    }
+    assert_tls_served(&server, certs);
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused_with_a_tls_error() {
+    let Some(certs) = tls::certs() else { return };
+    let acceptor = TlsAcceptor::from_pem_files(&certs.other.cert, &certs.other.key).unwrap();
+    let server = tls_server(&acceptor);
+    for url in [
+        format!("tls://localhost:{}", server.addr.port()),
+        format!("wss://localhost:{}/", server.ws.unwrap().port()),
+    ] {
+        let mut conn =
+            Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+        let err = recv_action(&mut conn, "error");
+        let text = err.message().str("error").unwrap().to_owned();
+        assert!(
+            text.starts_with("TLS certificate refused") && text.contains("not valid for name"),
+            "{url}: {text}"
+        );
+        assert!(!conn.is_connected());
+    }
+    // A client trusting only Mozilla's roots refuses the private CA itself.
+    let url = format!("tls://localhost:{}", server.addr.port());
+    let mut conn =
+        Connection::connect_with(url.as_str(), Mode::Stepped, Config::default()).unwrap();
+    let text = recv_action(&mut conn, "error")
+        .message()
+        .str("error")
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.starts_with("TLS certificate refused") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn reload_through_the_handle_changes_new_handshakes_only() {
+    let Some(certs) = tls::certs() else { return };
+    let dir = tls::tempdir("tls-reload-rust");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::copy(&certs.leaf1.cert, &cert).unwrap();
+    std::fs::copy(&certs.leaf1.key, &key).unwrap();
+    let acceptor = TlsAcceptor::from_pem_files(&cert, &key).unwrap();
+    let server = tls_server(&acceptor);
+    let url = format!("tls://localhost:{}", server.addr.port());
+    let mut old = Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+    recv_action(&mut old, "connected");
+    // The subject line of the certificate a new handshake gets.
+    let served = |certs: &tls::Certs| -> String {
+        let out = tls::s_client(certs, &server.addr.to_string(), "localhost", &[]);
+        assert!(out.ok, "{}", out.output);
+        out.subject.unwrap_or_default()
+    };
+    assert!(served(certs).contains(certs.leaf1.cn));
+
+    std::fs::copy(&certs.leaf2.cert, &cert).unwrap();
+    std::fs::copy(&certs.leaf2.key, &key).unwrap();
+    server.handle().reload_tls().expect("reload");
+    assert!(served(certs).contains(certs.leaf2.cn));
+
+    // A broken file: the reload fails with a TLS configuration error, leaf2 stays.
+    std::fs::copy(&certs.broken, &cert).unwrap();
+    let err = server.handle().reload_tls().unwrap_err();
+    assert!(
+        matches!(err, repod::Error::Tls(repod::TlsError::Config(_))),
+        "{err}"
+    );
+    assert!(served(certs).contains(certs.leaf2.cn));
+    // A key that does not match the certificate is refused the same way.
+    std::fs::copy(&certs.leaf1.cert, &cert).unwrap();
+    std::fs::copy(&certs.leaf2.key, &key).unwrap();
+    assert!(server.handle().reload_tls().is_err());
+    assert!(served(certs).contains(certs.leaf2.cn));
+
+    // The connection made before every reload still echoes.
+    old.send(&msg! { "action": "echo", "n": 1 });
+    assert_eq!(
+        recv_action(&mut old, "echo_reply")
+            .message()
+            .u64("n")
+            .unwrap(),
+        1
+    );
+    assert_tls_served(&server, certs);
+}
+
+#[test]
+fn a_plaintext_peer_on_a_tls_port_is_refused_and_the_others_carry_on() {
+    let Some(certs) = tls::certs() else { return };
+    let acceptor = TlsAcceptor::from_pem_files(&certs.leaf1.cert, &certs.leaf1.key).unwrap();
+    let server = tls_server(&acceptor);
+    let url = format!("tls://localhost:{}", server.addr.port());
+    let mut good =
+        Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+    recv_action(&mut good, "connected");
+
+    // A repod client without TLS: its first frame is not a TLS record.
+    let mut plain = TcpStream::connect(server.addr).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    plain
+        .write_all(&net::framed(&net::payload(&msg! { "action": "echo" })))
+        .unwrap();
+    let mut buf = Vec::new();
+    // Closed without a greeting, nothing in clear.
+    let _ = plain.read_to_end(&mut buf);
+    assert!(
+        !buf.windows(9).any(|w| w == b"connected"),
+        "plaintext greeting leaked: {buf:?}"
+    );
+    server.wait("the refusal reaches on_refused", |r| {
+        r.refused.iter().any(|f| f.text.starts_with("TLS failed"))
+    });
+
+    good.send(&msg! { "action": "echo", "n": 2 });
+    assert_eq!(
+        recv_action(&mut good, "echo_reply")
+            .message()
+            .u64("n")
+            .unwrap(),
+        2
+    );
+    assert_tls_served(&server, certs);
+}
