@@ -166,6 +166,20 @@ pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
         let _ = (ctx, addr, error);
     }
 
+    /// A WebSocket upgrade request arrived and passed the listener's checks; no channel exists
+    /// yet. Admit it, with what the request proves (a user id from a token in the query or a
+    /// cookie) for the channel to read with [`ChannelCtx::login`], or refuse it with an HTTP
+    /// status: the login at the door (see [`crate::ws::upgrade`]). Default: everyone is
+    /// admitted.
+    fn on_upgrade(
+        &mut self,
+        ctx: &mut ServerCtx<'_, C>,
+        request: &crate::ws::UpgradeRequest<'_>,
+    ) -> crate::ws::Admission {
+        let _ = (ctx, request);
+        crate::ws::Admission::Accept
+    }
+
     /// SIGHUP under [`Server::launch`] re-read the TLS listeners' certificate and key files
     /// ([`Server::reload_tls`]): `Ok` when new handshakes use the new files, or why not (the
     /// old certificate stays in use). Also logged.
@@ -409,6 +423,11 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
         self.control.drain.is_some()
     }
 
+    /// What channel `id` was admitted with by [`ServerHandler::on_upgrade`], if it is a `T`.
+    pub fn login_of<T: std::any::Any>(&self, id: ChannelId) -> Option<&T> {
+        self.reactor.login(id).and_then(|l| l.get())
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.control.local_addr
@@ -448,6 +467,12 @@ impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
     /// This channel's id.
     pub fn id(&self) -> ChannelId {
         self.id
+    }
+
+    /// What this channel was admitted with by [`ServerHandler::on_upgrade`] (a user id, say),
+    /// if it is a `T`; `None` for TCP players and for upgrades admitted without one.
+    pub fn login<T: std::any::Any>(&self) -> Option<&T> {
+        self.inner.login_of(self.id)
     }
 
     /// The remote address (Python: `self.addr`).
@@ -813,6 +838,23 @@ impl<C: ChannelHandler> Driver for Core<C> {
 
     fn woken(&mut self, reactor: &mut Reactor) {
         self.run_commands(reactor);
+    }
+
+    fn upgrade(
+        &mut self,
+        reactor: &mut Reactor,
+        request: &crate::ws::UpgradeRequest<'_>,
+    ) -> Result<Option<crate::ws::Login>, u16> {
+        let (state, mut ctx) = self.ctx(reactor);
+        match guard(|| state.on_upgrade(&mut ctx, request)) {
+            Ok(crate::ws::Admission::Accept) => Ok(None),
+            Ok(crate::ws::Admission::AcceptAs(login)) => Ok(Some(login)),
+            Ok(crate::ws::Admission::Refuse(status)) => Err(status),
+            Err(panic) => {
+                log::error!("repod: on_upgrade panicked: {panic}");
+                Err(500)
+            }
+        }
     }
 
     fn refused(&mut self, reactor: &mut Reactor, addr: SocketAddr, error: Error) {

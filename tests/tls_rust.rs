@@ -226,3 +226,104 @@ fn a_plaintext_peer_on_a_tls_port_is_refused_and_the_others_carry_on() {
     );
     assert_tls_served(&server, certs);
 }
+
+mod login {
+    use super::*;
+    use repod::ws::{Admission, UpgradeRequest};
+    use repod::{ChannelCtx, ChannelHandler, Routes, Server, ServerCtx, ServerHandler};
+
+    /// Tokens and session cookies a lobby service issued: token -> user id.
+    pub struct Lobby;
+
+    impl ServerHandler<Player> for Lobby {
+        fn on_upgrade(
+            &mut self,
+            _: &mut ServerCtx<'_, Player>,
+            req: &UpgradeRequest<'_>,
+        ) -> Admission {
+            let token = req.query_param("token").or_else(|| req.cookie("session"));
+            match token {
+                Some("alice-token") => Admission::accept_as(1001u64),
+                Some("bob-cookie") => Admission::accept_as(1002u64),
+                Some("banned") => Admission::Refuse(403),
+                _ => Admission::Refuse(401),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    pub struct Player {
+        user: Option<u64>,
+    }
+
+    impl ChannelHandler for Player {
+        type Server = Lobby;
+        fn routes(r: &mut Routes<Self>) {
+            r.on("whoami", |me, ctx, _| {
+                let from_ctx = ctx.login::<u64>().copied().unwrap_or(0);
+                ctx.send(&msg! { "action": "you", "user": me.user.unwrap_or(0), "ctx": from_ctx });
+                Ok(())
+            });
+        }
+        fn on_connect(&mut self, ctx: &mut ChannelCtx<'_, Self>) {
+            self.user = ctx.login::<u64>().copied();
+        }
+    }
+
+    /// Sends a raw upgrade request with `extra` headers to a plain `ws` listener; the status.
+    fn raw_status(addr: std::net::SocketAddr, target: &str, extra: &str) -> u16 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_upgrade_hook_admits_by_token_or_cookie_and_refuses_with_a_status() {
+        let Some(certs) = tls::certs() else { return };
+        let acceptor = TlsAcceptor::from_pem_files(&certs.leaf1.cert, &certs.leaf1.key).unwrap();
+        let mut server = Server::<Player>::bind("127.0.0.1:0", Lobby).unwrap();
+        let wss = server
+            .listen_ws(Listen::on("127.0.0.1:0").tls(acceptor))
+            .unwrap();
+        let ws = server.listen_ws("127.0.0.1:0").unwrap();
+        let server = server.start_background().unwrap();
+
+        // A browser's way: the token in the query, over wss.
+        let url = format!("wss://localhost:{}/?token=alice-token", wss.port());
+        let mut conn =
+            Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+        recv_action(&mut conn, "connected");
+        conn.send(&msg! { "action": "whoami" });
+        let you = recv_action(&mut conn, "you");
+        assert_eq!(you.message().u64("user").unwrap(), 1001);
+        assert_eq!(you.message().u64("ctx").unwrap(), 1001);
+
+        // No token: 401, and the Rust client says so.
+        let url = format!("wss://localhost:{}/", wss.port());
+        let mut conn =
+            Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+        let text = recv_action(&mut conn, "error")
+            .message()
+            .str("error")
+            .unwrap()
+            .to_owned();
+        assert!(text.contains("401"), "{text}");
+
+        // A cookie, and the statuses the hook chose, on the plain listener.
+        assert_eq!(
+            raw_status(ws, "/", "Cookie: theme=dark; session=bob-cookie\r\n"),
+            101
+        );
+        assert_eq!(raw_status(ws, "/?token=banned", ""), 403);
+        assert_eq!(raw_status(ws, "/", ""), 401);
+        drop(server);
+    }
+}

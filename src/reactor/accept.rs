@@ -163,6 +163,7 @@ impl Reactor {
             transport,
             codec,
             tls: None,
+            login: None,
             out: Vec::new(),
             out_pos: 0,
             out_hold: usize::MAX,

@@ -411,7 +411,21 @@ impl Reactor {
                     return false;
                 }
             };
+            let peer = self.links[index]
+                .addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let head = &up.head[..request.len];
+            let verdict =
+                crate::ws::upgrade::with_request(head, peer, |req| driver.upgrade(self, req));
             let link = &mut self.links[index];
+            match verdict {
+                Ok(login) => link.login = login.map(Box::new),
+                Err(status) => {
+                    let e = handshake::HandshakeError::Denied(status);
+                    self.refuse(index, Error::Handshake(e));
+                    return false;
+                }
+            }
             handshake::write_accept(&mut link.out, &request.accept);
             link.codec = Codec::Ws(WsDecoder::new(Role::Server, max_frame_len));
             link.state = State::Open;

@@ -121,6 +121,15 @@ pub(crate) trait Driver {
     /// A connection was refused before it became a channel (a bad PROXY header, a failed
     /// WebSocket upgrade).
     fn refused(&mut self, _reactor: &mut Reactor, _addr: SocketAddr, _error: Error) {}
+    /// A WebSocket upgrade request passed the listener's checks: admit it (with a login for
+    /// its channel) or refuse it with an HTTP status. No channel exists yet.
+    fn upgrade(
+        &mut self,
+        _reactor: &mut Reactor,
+        _request: &crate::ws::UpgradeRequest<'_>,
+    ) -> Result<Option<crate::ws::Login>, u16> {
+        Ok(None)
+    }
     /// Another thread called [`Remote::wake`].
     fn woken(&mut self, _reactor: &mut Reactor) {}
     /// SIGINT or SIGTERM (the number) arrived (only after [`Reactor::watch_signals`]).
@@ -225,6 +234,8 @@ struct Link {
     codec: Codec,
     /// The TLS layer between the socket and the framing, if this connection has one.
     tls: Option<Box<TlsLayer>>,
+    /// What the server's upgrade hook admitted this connection with.
+    login: Option<Box<crate::ws::Login>>,
     out: Vec<u8>,
     out_pos: usize,
     /// Output past this position waits (a WebSocket client's messages wait for the upgrade).
@@ -428,6 +439,11 @@ impl Reactor {
     /// Whether `id` is open (or still connecting) for the application.
     pub(crate) fn is_open(&self, id: ChannelId) -> bool {
         self.link(id).is_some_and(Link::is_live)
+    }
+
+    /// What `id` was admitted with by the upgrade hook.
+    pub(crate) fn login(&self, id: ChannelId) -> Option<&crate::ws::Login> {
+        self.link(id).and_then(|l| l.login.as_deref())
     }
 
     pub(crate) fn peer_addr(&self, id: ChannelId) -> Option<SocketAddr> {

@@ -31,7 +31,7 @@ use super::WsOptions;
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Most headers read from a request or response.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// Why an opening handshake failed. On a server the client is answered with
 /// [`status`](HandshakeError::status) and closed; no channel is ever created for it.
@@ -65,6 +65,9 @@ pub enum HandshakeError {
     Unavailable,
     /// Client side: the server answered with this status instead of 101.
     Refused(u16),
+    /// The server's upgrade hook ([`ServerHandler::on_upgrade`](crate::ServerHandler::on_upgrade))
+    /// refused the request with this HTTP status.
+    Denied(u16),
     /// Client side: the response lacks the upgrade headers or has the wrong
     /// `Sec-WebSocket-Accept`.
     BadAccept,
@@ -81,6 +84,7 @@ impl HandshakeError {
             HandshakeError::WrongPath => 404,
             HandshakeError::OriginRejected => 403,
             HandshakeError::Unavailable => 503,
+            HandshakeError::Denied(status) if (400..600).contains(status) => *status,
             _ => 400,
         }
     }
@@ -101,6 +105,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::OriginRejected => f.write_str("origin not allowed"),
             HandshakeError::Unavailable => f.write_str("server shutting down"),
             HandshakeError::Refused(s) => write!(f, "server refused the upgrade with status {s}"),
+            HandshakeError::Denied(s) => write!(f, "refused by the server's upgrade hook ({s})"),
             HandshakeError::BadAccept => {
                 f.write_str("server sent a wrong or no Sec-WebSocket-Accept")
             }
@@ -246,6 +251,8 @@ pub fn write_reject(out: &mut Vec<u8>, err: &HandshakeError) {
     let status = err.status();
     let text = match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
+        429 => "Too Many Requests",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",

@@ -35,12 +35,14 @@
 
 pub mod codec;
 pub mod handshake;
+pub mod upgrade;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use codec::{encode_close, encode_frame, MaskKeys, Opcode, Role, WsDecoder, WsEvent};
 pub use handshake::{HandshakeError, WsUrl};
+pub use upgrade::{Admission, Login, UpgradeRequest};
 
 /// How a WebSocket listener accepts upgrades. See [`Server::listen_ws_with`](crate::Server::listen_ws_with).
 ///
