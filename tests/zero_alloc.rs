@@ -950,3 +950,83 @@ mod typed {
         assert_eq!(client.listener().x, 12_000.0);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+#[path = "support/examples.rs"]
+#[allow(dead_code)]
+mod examples;
+#[path = "support/proc.rs"]
+#[allow(dead_code)]
+mod proc;
+#[path = "support/tls.rs"]
+mod tls;
+
+/// rustls 0.23 copies each record it decrypts into a `Vec` of its own, and builds each record
+/// it encrypts in one (its unbuffered API marks in-place decryption as future work): one
+/// allocation per record each way, which a round trip of one message pays twice. Everything
+/// of repod's own allocates nothing; the trace (`REPOD_ALLOC_TRACE=1`) shows both inside
+/// `rustls`.
+const RUSTLS_PER_ROUND_TRIP: u64 = 2;
+
+fn tls_round_trips(mode: Mode, websocket: bool) {
+    let Some(certs) = tls::certs() else { return };
+    let acceptor = repod::TlsAcceptor::from_pem_files(&certs.leaf1.cert, &certs.leaf1.key).unwrap();
+    let listen = repod::Listen::on("127.0.0.1:0").tls(acceptor);
+    let (mut server, addr) = if websocket {
+        let mut server = Server::<Echo>::bind("127.0.0.1:0", Processed(0)).expect("bind");
+        let ws = server.listen_ws(listen).expect("listen wss");
+        (server, format!("wss://localhost:{}/", ws.port()))
+    } else {
+        let server = Server::<Echo>::bind(listen, Processed(0)).expect("bind");
+        let port = server.local_addr().port();
+        (server, format!("tls://localhost:{port}"))
+    };
+    let cfg = Config::default().tls(repod::TlsConnector::with_ca_file(&certs.ca).unwrap());
+    let mut client = Client::connect_with(addr.as_str(), Pinger::default(), mode, cfg).unwrap();
+    let until = deadline();
+    while !client.listener().connected {
+        assert!(Instant::now() < until, "no greeting over TLS");
+        server.step(Some(Duration::from_millis(1))).unwrap();
+        client.pump_timeout(Duration::from_millis(1));
+    }
+    let warm_up = allocations_during(|| round_trips(&mut server, &mut client, 1000));
+    let one = allocations_during(|| round_trips(&mut server, &mut client, 1000));
+    let ten = allocations_during(|| round_trips(&mut server, &mut client, 10_000));
+    println!(
+        "{mode:?} client over {addr}: {warm_up} allocations during 1,000 warm-up round trips, \
+         {one} over the next 1,000, {ten} over the next 10,000"
+    );
+    assert!(client.is_connected());
+    // A background client's TLS runs on its network thread, which is not measured.
+    let per_trip = if mode == Mode::Stepped {
+        RUSTLS_PER_ROUND_TRIP
+    } else {
+        0
+    };
+    assert_eq!(
+        (one, ten),
+        (per_trip * 1000, per_trip * 10_000),
+        "the {mode:?} TLS client allocated other than rustls's record copies (run with \
+         REPOD_ALLOC_TRACE=1 to see where)"
+    );
+}
+
+#[test]
+fn stepped_tls_client_round_trips_allocate_only_rustls_records() {
+    counter::self_check();
+    tls_round_trips(Mode::Stepped, false);
+}
+
+#[test]
+fn stepped_wss_client_round_trips_allocate_only_rustls_records() {
+    counter::self_check();
+    tls_round_trips(Mode::Stepped, true);
+}
+
+#[test]
+fn background_tls_client_round_trips_allocate_nothing_on_the_game_thread() {
+    counter::self_check();
+    tls_round_trips(Mode::Background, false);
+}
