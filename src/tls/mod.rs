@@ -249,7 +249,7 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// use repod::tls::TlsConnector;
 /// use repod::{Config, Connection, Mode};
 /// let tls = TlsConnector::with_ca_file("ca.pem")?;
-/// let conn = Connection::connect_with("tls://game.example:5071", Mode::Stepped, Config::default().tls(tls))?;
+/// let _conn = Connection::connect_with("tls://game.example:5071", Mode::Stepped, Config::default().tls(tls))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]

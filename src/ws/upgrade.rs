@@ -38,6 +38,7 @@
 //!         self.user = ctx.login::<u64>().copied();
 //!     }
 //! }
+//! # let _ = repod::Server::<Player>::bind("127.0.0.1:0", Lobby { tokens: Default::default() });
 //! ```
 //!
 //! TCP players have no upgrade request: they log in with their first message (see the
