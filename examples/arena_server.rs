@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example arena_server -- [--bind HOST:PORT] [--bots N] [--report-secs N]
+//!                                        [--tls-cert FILE --tls-key FILE]
 //! cargo run --example arena_client -- HOST:PORT      # a terminal player
 //! ```
 //!
@@ -22,6 +23,9 @@
 //! - `--bind HOST:PORT`: TCP on PORT, WebSocket on PORT+1, the page on PORT+2 (PORT 0: three
 //!   free ports). Default `127.0.0.1:5080`; `0.0.0.0:5080` for a LAN.
 //! - `--bots N`: computer players, so one person can try it alone.
+//! - `--tls-cert FILE --tls-key FILE`: TCP players over TLS (`arena_client tls://HOST:PORT`)
+//!   and browsers over `wss`, with this certificate chain and key (PEM); SIGHUP re-reads them.
+//!   The page itself is still served over plain HTTP by this example.
 //! - `--report-secs N`: every N seconds, one line `report: players=A conns=B ticks=C
 //!   tick_avg_us=D tick_max_us=E overruns=F bytes_per_client_per_s=G` (the figures of
 //!   BENCHMARKS.md).
@@ -30,8 +34,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use repod::tls::TlsAcceptor;
 use repod::{
-    ChannelCtx, ChannelHandler, ChannelId, DisconnectReason, HandlerResult, Routes, Server,
+    ChannelCtx, ChannelHandler, ChannelId, DisconnectReason, HandlerResult, Listen, Routes, Server,
     ServerCtx, ServerHandler,
 };
 
@@ -126,12 +131,16 @@ impl ServerHandler<Seat> for Arena {
 fn usage(why: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,
-        format!("{why}\nusage: arena_server [--bind HOST:PORT] [--bots N] [--report-secs N]"),
+        format!(
+            "{why}\nusage: arena_server [--bind HOST:PORT] [--bots N] [--report-secs N] \
+             [--tls-cert FILE --tls-key FILE]"
+        ),
     )
 }
 
 fn main() -> std::io::Result<()> {
     let (mut bind, mut bots, mut report) = ("127.0.0.1:5080".to_owned(), 0usize, None);
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -140,6 +149,8 @@ fn main() -> std::io::Result<()> {
         };
         match arg.as_str() {
             "--bind" => bind = value()?,
+            "--tls-cert" => tls_cert = Some(value()?),
+            "--tls-key" => tls_key = Some(value()?),
             "--bots" => {
                 bots = value()?
                     .parse()
@@ -170,9 +181,25 @@ fn main() -> std::io::Result<()> {
         gems: Vec::new(),
         scores: Vec::new(),
     };
-    let mut server = Server::<Seat>::bind(addr, arena)?.tick_rate(f64::from(sim::TICK_HZ));
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(TlsAcceptor::from_pem_files(cert, key).map_err(|e| usage(&e.to_string()))?)
+        }
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together")),
+    };
+    let listen = |a: SocketAddr| match &tls {
+        Some(tls) => Listen::on(a).tls(tls.clone()),
+        None => Listen::on(a),
+    };
+    let mut server = Server::<Seat>::bind(listen(addr), arena)?.tick_rate(f64::from(sim::TICK_HZ));
     let tcp = server.local_addr();
-    let ws = server.listen_ws(next(addr, 1))?;
+    let ws = server.listen_ws(listen(next(addr, 1)))?;
+    let (tcp_scheme, ws_scheme) = if tls.is_some() {
+        ("tls://", "wss")
+    } else {
+        ("", "ws")
+    };
     let http = TcpListener::bind(next(addr, 2))?;
     let page = http.local_addr()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
@@ -180,8 +207,8 @@ fn main() -> std::io::Result<()> {
         .name("http".into())
         .spawn(move || web::serve_files(http, root, "/arena.html"))?;
     println!("arena: {} Hz, {bots} bots", sim::TICK_HZ);
-    println!("terminal: cargo run --example arena_client -- {tcp}");
-    println!("browser:  http://{page}/arena.html?ws=ws://{ws}/");
+    println!("terminal: cargo run --example arena_client -- {tcp_scheme}{tcp}");
+    println!("browser:  http://{page}/arena.html?ws={ws_scheme}://{ws}/");
 
     if let Some(every) = report {
         let handle = server.handle();
