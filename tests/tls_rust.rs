@@ -4,7 +4,6 @@
 //! carries on. Certificates come from the `openssl` CLI at test time (`support/tls.rs`); the
 //! peers no one here wrote (Python, OpenSSL, Chromium, HAProxy) are in `tls.rs`.
 
-#[allow(dead_code)]
 #[path = "support/examples.rs"]
 mod examples;
 #[path = "support/net.rs"]

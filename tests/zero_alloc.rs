@@ -955,10 +955,8 @@ mod typed {
 // TLS
 
 #[path = "support/examples.rs"]
-#[allow(dead_code)]
 mod examples;
 #[path = "support/proc.rs"]
-#[allow(dead_code)]
 mod proc;
 #[path = "support/tls.rs"]
 mod tls;

@@ -296,12 +296,10 @@ impl Reactor {
                 let Some(listener) = self.listeners[slot].as_ref() else {
                     break;
                 };
-                let (is_ws, proxy) = (listener.ws.is_some(), listener.proxy);
                 match listener.socket.accept() {
                     Ok((stream, addr)) => {
                         budget -= 1;
-                        let tls = listener.tls.clone();
-                        self.accept_one(stream, addr, slot, is_ws, proxy, tls, driver);
+                        self.accept_one(stream, addr, slot, driver);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -326,11 +324,12 @@ impl Reactor {
         stream: TcpStream,
         addr: SocketAddr,
         slot: usize,
-        is_ws: bool,
-        proxy: Option<ProxyOptions>,
-        tls: Option<TlsAcceptor>,
         driver: &mut impl Driver,
     ) {
+        let Some(listener) = self.listeners[slot].as_ref() else {
+            return;
+        };
+        let (is_ws, proxy, tls) = (listener.ws.is_some(), listener.proxy, listener.tls.as_ref());
         let count = self.live + self.accepting;
         if self.cfg.max_connections.is_some_and(|max| count >= max) {
             log::warn!("repod: refusing {addr}: connection limit reached");
@@ -342,7 +341,7 @@ impl Reactor {
         if is_ws || proxy.is_some() || tls.is_some() {
             // Not a channel yet: a PROXY header, a TLS handshake, a WebSocket upgrade, or
             // several of them, in this order, come first.
-            let layer = match tls.as_ref().map(tls::server_layer).transpose() {
+            let layer = match tls.map(tls::server_layer).transpose() {
                 Ok(layer) => layer,
                 Err(e) => {
                     log::error!("repod: cannot start TLS for {addr}: {e}");
