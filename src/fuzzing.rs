@@ -1342,6 +1342,25 @@ pub fn check_request_prefixes(
         }
     }
     let whole = handshake::parse_request(stream, opts);
+    if let Ok(Some(req)) = &whole {
+        // What the upgrade hook is shown of an accepted request: every accessor on attacker
+        // bytes, none may panic, and each answer lies within the request.
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        crate::ws::upgrade::with_request(&stream[..req.len], peer, |r| {
+            // The listener checked the path, query aside.
+            assert_eq!(r.path(), opts.get_path());
+            let q = r.query().unwrap_or("");
+            for pair in q.split('&').take(8) {
+                let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+                if let Some(v) = r.query_param(name) {
+                    assert!(q.contains(v));
+                }
+            }
+            let _ = r.header("origin");
+            let _ = r.cookie("session");
+            assert!(r.headers().count() <= 64);
+        });
+    }
     // The reactor's gate: parse when the new bytes may end the head, or past the limit.
     let mut head = Vec::new();
     let mut seen = Ok(None);
