@@ -116,7 +116,7 @@ pub enum Error {
     /// [`ServerHandler::on_refused`](crate::ServerHandler::on_refused).
     Proxy(ProxyError),
     /// TLS failed: the handshake (a plaintext or silent peer on a TLS port, no common version),
-    /// the server's certificate (on a client: see [`TlsError::Certificate`]), or a record
+    /// the server's certificate (on a client: see [`TlsError::Certificate`](crate::tls::TlsError::Certificate)), or a record
     /// after it. Before the handshake finished no channel exists, so on a server this reaches
     /// the log and [`ServerHandler::on_refused`](crate::ServerHandler::on_refused); on a
     /// client it is an `error` event.

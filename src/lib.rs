@@ -84,6 +84,10 @@
 //! - [`config`]: limits (frame size, output per connection, idle timeout, connections);
 //! - [`ws`]: WebSocket for browser players (the upgrade and the frame codec, with no I/O), served
 //!   by [`Server::listen_ws`] and spoken by the client for `ws://` addresses;
+//! - `tls` (feature `tls`): repod over TLS and `wss` on the same reactor, with rustls; TLS
+//!   listeners ([`Listen::tls`]), `tls://` and `wss://` clients, certificate reload;
+//! - [`ws::upgrade`]: login at the door, a hook on each WebSocket upgrade request
+//!   ([`ServerHandler::on_upgrade`]);
 //! - [`proxy`]: the PROXY protocol header, for servers behind a load balancer
 //!   ([`Listen::proxy_protocol`]); [`health`]: liveness and capacity for orchestrators;
 //! - [`heartbeat`]: finding peers that vanished without closing; [`stats`]: traffic, round-trip
@@ -101,6 +105,10 @@
 //!   `serde_path_to_error` (used only to name the field of a decode error), all small and
 //!   without build-time code generation. Nothing about the wire or the untyped API depends on
 //!   it: `default-features = false` builds the library without serde.
+//! - `tls` (**on by default**): TLS listeners and clients through rustls's unbuffered API with
+//!   the aws-lc-rs provider (see the `tls` module for why). On by default because players on the
+//!   internet need it (browsers on `https://` pages refuse plain `ws://`);
+//!   `default-features = false` leaves it and its C build (aws-lc) out of LAN-only builds.
 //! - `metrics`: server statistics exported through the `metrics` facade (see [`stats`]).
 //! - `agones`: only for the `agones_server` example.
 //!

@@ -1111,6 +1111,18 @@ impl<C: ChannelHandler> Server<C> {
         self.ws_addr
     }
 
+    /// Re-reads the certificate chain and key files of every TLS listener: new handshakes use
+    /// the new certificate, connections already open carry on. SIGHUP does this under
+    /// [`launch`](Self::launch); [`ServerHandle::reload_tls`] does it from any thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`]: a file is missing, is not PEM, or the key does not match; that listener
+    /// keeps its certificate.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        self.core.mailbox.reload_tls()
+    }
+
     /// Replaces the limits and tuning (see [`Config`]); applies to connections accepted later.
     pub fn config(mut self, cfg: Config) -> Self {
         let max = cfg.max_frame_len;
