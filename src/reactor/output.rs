@@ -309,10 +309,13 @@ impl Reactor {
     /// connection closes, or is refused if it was not a channel yet.
     pub(super) fn tls_failed(&mut self, index: usize, e: Error) {
         let link = &mut self.links[index];
-        link.tls = None;
-        link.out = Vec::new();
+        // Records already made (a fatal alert telling the peer why) still go out, as they are.
+        let records = link.tls.take().map(|t| t.unwritten().to_vec());
+        link.out = records.unwrap_or_default();
         link.out_pos = 0;
         link.out_hold = usize::MAX;
+        // Nothing more in clear: no WebSocket close frame after the alert.
+        link.close_sent = true;
         match link.state {
             State::Accepting => self.refuse(index, e),
             _ if link.is_live() => {

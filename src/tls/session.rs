@@ -241,10 +241,24 @@ impl Session {
             };
             let (discard, step) = either!(&mut self.side, c => {
                 let UnbufferedStatus { mut discard, state } = c.process_tls_records(buf);
-                let step = match state.map_err(TlsError::from)? {
+                let state = match state {
+                    Ok(state) => state,
+                    Err(e) => {
+                        self.alert(out);
+                        return Err(TlsError::from(e));
+                    }
+                };
+                let step = match state {
                     ConnectionState::ReadTraffic(mut r) => {
                         while let Some(record) = r.next_record() {
-                            let record = record.map_err(TlsError::from)?;
+                            let record = match record {
+                                Ok(record) => record,
+                                Err(e) => {
+                                    drop(r);
+                                    self.alert(out);
+                                    return Err(TlsError::from(e));
+                                }
+                            };
                             discard += record.discard;
                             plain.extend_from_slice(record.payload);
                         }
@@ -275,6 +289,20 @@ impl Session {
                 return Ok((consumed, received));
             }
         }
+    }
+}
+
+impl Session {
+    /// After an error, encodes the fatal alert rustls queued for the peer (`bad_record_mac`,
+    /// `unexpected_message`, `protocol_version`...) into `out`, so the peer learns why. One
+    /// call only: rustls hands out what it queued before looking at input again.
+    fn alert(&mut self, out: &mut Vec<u8>) {
+        either!(&mut self.side, c => {
+            let UnbufferedStatus { state, .. } = c.process_tls_records(&mut []);
+            if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
+                let _ = encode(out, |buf| e.encode(buf));
+            }
+        });
     }
 }
 

@@ -355,16 +355,21 @@ pub fn s_client(certs: &Certs, addr: &str, name: &str, extra: &[&str]) -> SClien
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     // "New, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384", or "New, (NONE), Cipher is (NONE)".
-    let cipher = stdout
-        .lines()
-        .find_map(|l| l.split_once("Cipher is ").map(|(_, c)| c.trim().to_owned()));
-    let ok = out.status.success() && cipher.as_deref().is_some_and(|c| c != "(NONE)");
-    // "    Protocol  : TLSv1.3" in the session block (printed even for a failed attempt, with
-    // the version the client tried: only meaningful when `ok`).
-    let protocol = stdout.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k.trim() == "Protocol").then(|| v.trim().to_owned())
+    let new_line = stdout.lines().find_map(|l| {
+        let (version, cipher) = l.strip_prefix("New, ")?.split_once(", Cipher is ")?;
+        Some((version.trim().to_owned(), cipher.trim().to_owned()))
     });
+    let ok = out.status.success() && new_line.as_ref().is_some_and(|(_, c)| c != "(NONE)");
+    // "    Protocol  : TLSv1.2" in the session block, when there is one (with TLS 1.3 it comes
+    // with the session ticket, which s_client may not wait for); else the cipher's version
+    // from the "New, ..." line (the same for the TLS 1.2 and 1.3 suites rustls has).
+    let protocol = stdout
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "Protocol").then(|| v.trim().to_owned())
+        })
+        .or_else(|| new_line.map(|(v, _)| v));
     let subject = stdout
         .lines()
         .find_map(|l| l.strip_prefix("subject=").map(str::to_owned));
