@@ -13,6 +13,8 @@
 //! WebSocket (`--ws`, `--url`) it also uses repod's sans-IO codec,
 //! `repod::ws` (the upgrade request and response, frame encoding and
 //! decoding), which is plain RFC 6455 and talks to any WebSocket server.
+//! Over TLS (`--tls`) it uses `rustls` (repod's dependency, feature `tls`)
+//! directly, not repod's TLS, so it talks to any TLS server.
 //!
 //! WebSocket: with `--ws` (or `--url ws://HOST:PORT/PATH`) every scenario
 //! runs over WebSocket instead: each connection sends the HTTP upgrade
@@ -20,6 +22,20 @@
 //! frame holding the msgpack map (no length prefix); the server's frames are
 //! unmasked binary frames, and its greeting follows the upgrade as on TCP.
 //! Pings are answered; a close frame counts as the server closing.
+//!
+//! TLS: with `--tls` (or `--url wss://HOST:PORT/PATH`) every scenario runs over TLS, and
+//! `--tls --ws` is WebSocket over TLS (wss). The client is rustls 0.23 with the crypto
+//! provider repod's rustls features select (ring or aws-lc-rs), TLS 1.3 and 1.2 offered, the
+//! provider's key exchange groups with X25519 moved first, so that one classical key share is
+//! sent whatever the provider's default (`--tls-kx` picks another), and no session
+//! resumption (every connection makes a full handshake). It verifies the server's
+//! certificate chain for `--tls-name` against the CA certificates of `--tls-ca` (PEM), or
+//! against the Mozilla roots without `--tls-ca`. Each connection is a buffered
+//! `rustls::ClientConnection` driven by hand over the mio socket: ciphertext is read into the
+//! shared buffer, handed to `read_tls`, `process_new_packets` decrypts, and the plaintext goes
+//! through the same framing as on TCP; requests go through `writer()` and leave with
+//! `write_tls`. The negotiated protocol, cipher suite and key exchange group are printed and
+//! added to the `RESULT` line.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- SCENARIO [options]
@@ -31,18 +47,25 @@
 //!               deliveries: deliveries/s, loss, delivery latency
 //!   conns       open --conns connections, wait for every greeting, report the
 //!               server's resident memory growth per connection (--pid)
+//!   handshakes  --clients connections in parallel, each closed as soon as its greeting
+//!               arrives and replaced by a new one, for --duration: completed handshakes
+//!               (greeting received) per second, connect-to-greeting latency, and with
+//!               --pid the server's CPU time: handshakes per server CPU second. Meant for
+//!               --tls; without it, plain TCP connections per second
 //!
 //! OPTIONS (defaults in brackets)
 //!   --addr HOST:PORT     server address [127.0.0.1:5071]
 //!   --duration SECS      measured time [5]
-//!   --clients N          connections [rtt 1, throughput 50, fanout 500]
+//!   --clients N          connections [rtt 1, throughput 50, fanout 500, handshakes 16]
 //!   --size BYTES         bin payload per message [64; fanout 200]
 //!   --window W           echoes in flight per client (throughput) [16]
 //!   --rate R             broadcasts per second (fanout) [30]
 //!   --count N            stop after N requests per client (rtt/throughput) or
 //!                        N broadcasts (fanout) even if time remains [unbounded]
 //!   --conns N            connections to open (conns) [1000]
-//!   --pid PID            server process whose VmRSS is read (conns)
+//!   --pid PID[,PID...]   server processes whose VmRSS (conns) or CPU time
+//!                        (handshakes) is read; several are reported one by one and
+//!                        summed (a proxy and the server behind it, say)
 //!   --settle-ms MS       wait before reading VmRSS after the last greeting [500]
 //!   --threads T          client threads, each with its own mio Poll [1]
 //!                        (conns always uses one)
@@ -60,9 +83,24 @@
 //!                        run left on the same addresses: the kernel's search
 //!                        for a free port at bind() slows down a lot as they
 //!                        pile up (tens of seconds for 15,000 connections)
+//!                        (handshakes: a fresh range is needed for every run, as each
+//!                        closed connection leaves a TIME_WAIT socket; better leave
+//!                        both unset there, so connect() reuses them on loopback)
 //!   --raw                count any frame carrying our seq as an echo reply
 //!   --ws                 speak WebSocket to --addr, path `/`
-//!   --url ws://H:P/PATH  speak WebSocket to this URL (sets --addr from H:P)
+//!   --url ws://H:P/PATH  speak WebSocket to this URL (sets --addr from H:P);
+//!                        wss:// also sets --tls
+//!   --tls                speak TLS to --addr (with --ws: wss)
+//!   --tls-name NAME      server name sent (SNI) and verified [the --url host if it is
+//!                        a name, else localhost]
+//!   --tls-ca FILE        PEM file of the CA certificates to trust [Mozilla's roots]
+//!   --tls-no-verify      accept any server certificate without checking it or the
+//!                        handshake signature: for `handshakes`, so that the client's
+//!                        two signature verifications per handshake do not hide the
+//!                        server's rate (the server's work is the same). Benchmarks only
+//!   --tls-kx GROUP       key exchange group of the key share sent: x25519, p256, p384
+//!                        or x25519mlkem768 (aws-lc-rs only); the provider's other
+//!                        groups are offered after it [x25519]
 //! ```
 //!
 //! Echo replies are matched by their `seq` field; both `echo_reply` and an
@@ -75,6 +113,9 @@
 //!
 //! Every client socket has `TCP_NODELAY` set, as a game client would.
 //!
+//! Over TLS, `wire_mb_per_sec` still counts whole frames as the application sees them
+//! (length prefix or WebSocket header + msgpack): TLS record overhead is not included.
+//!
 //! Limitations: each source address gives at most the kernel's ephemeral port
 //! range (about 28 000 on a default Linux `ip_local_port_range`) connections to
 //! one server address; `--sources K` multiplies that by K on loopback. One
@@ -85,7 +126,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
-use std::sync::{Barrier, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -94,13 +135,16 @@ use mio::{Events, Interest, Poll, Token};
 use repod::ws::handshake::{client_key, parse_response, write_request};
 use repod::ws::{encode_frame, MaskKeys, Opcode, Role, WsDecoder, WsEvent, WsUrl};
 use rmp::Marker;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use socket2::{Domain, Protocol, Socket, Type};
 
 const USAGE: &str =
-    "usage: loadgen rtt|throughput|fanout|conns [--addr HOST:PORT] [--duration SECS] \
-[--clients N] [--size BYTES] [--window W] [--rate R] [--count N] [--conns N] [--pid PID] \
+    "usage: loadgen rtt|throughput|fanout|conns|handshakes [--addr HOST:PORT] [--duration SECS] \
+[--clients N] [--size BYTES] [--window W] [--rate R] [--count N] [--conns N] [--pid PID[,PID...]] \
 [--settle-ms MS] [--threads T] [--connect-batch B] [--drain-ms MS] [--timeout SECS] [--sources K] [--source-from IP] [--raw] \
-[--ws | --url ws://HOST:PORT/PATH]";
+[--ws | --url ws[s]://HOST:PORT/PATH] [--tls [--tls-name NAME] [--tls-ca FILE | --tls-no-verify] [--tls-kx x25519|p256|p384|x25519mlkem768]]";
 
 /// Shared read buffer per thread.
 const READ_BUF: usize = 256 * 1024;
@@ -128,6 +172,7 @@ enum Scenario {
     Throughput,
     Fanout,
     Conns,
+    Handshakes,
 }
 
 impl Scenario {
@@ -137,6 +182,7 @@ impl Scenario {
             Scenario::Throughput => "throughput",
             Scenario::Fanout => "fanout",
             Scenario::Conns => "conns",
+            Scenario::Handshakes => "handshakes",
         }
     }
 }
@@ -151,7 +197,8 @@ struct Config {
     rate: f64,
     count: u64,
     conns: usize,
-    pid: Option<u32>,
+    /// Server processes whose memory (conns) or CPU time (handshakes) is read.
+    pids: Vec<u32>,
     settle: Duration,
     threads: usize,
     connect_batch: usize,
@@ -162,6 +209,113 @@ struct Config {
     raw: bool,
     /// WebSocket instead of length-prefixed TCP: the URL of the upgrade request.
     ws: Option<WsUrl>,
+    /// TLS (`--tls`, `wss://`): the client configuration and the server name verified.
+    tls: Option<TlsTarget>,
+}
+
+/// What every TLS connection of a run shares.
+struct TlsTarget {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    /// Where the trusted CA certificates came from, for the report.
+    ca: String,
+}
+
+/// `--tls-no-verify`: accepts every certificate and handshake signature unchecked.
+#[derive(Debug)]
+struct NoVerify(Vec<rustls::SignatureScheme>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.clone()
+    }
+}
+
+/// The group named by `--tls-kx`.
+fn kx_group_named(name: &str) -> Result<rustls::NamedGroup, String> {
+    Ok(match name {
+        "x25519" => rustls::NamedGroup::X25519,
+        "p256" => rustls::NamedGroup::secp256r1,
+        "p384" => rustls::NamedGroup::secp384r1,
+        "x25519mlkem768" => rustls::NamedGroup::X25519MLKEM768,
+        other => {
+            return Err(format!(
+                "--tls-kx {other:?}: x25519, p256, p384 or x25519mlkem768"
+            ))
+        }
+    })
+}
+
+/// rustls's client configuration: the crypto provider repod's features select (its
+/// defaults, but for the key exchange group `kx` moved first, so its key share is the one
+/// sent), TLS 1.3 and 1.2, the chain verified against `ca` (PEM) or Mozilla's roots, no
+/// resumption.
+fn tls_client_config(ca: Option<&str>, kx: &str) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in
+                CertificateDer::pem_file_iter(path).map_err(|e| format!("--tls-ca {path}: {e}"))?
+            {
+                let cert = cert.map_err(|e| format!("--tls-ca {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("--tls-ca {path}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("--tls-ca {path}: no certificate in the file"));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    // The provider of rustls's crate features (ring or aws-lc-rs, as repod enables it).
+    let default = ClientConfig::builder()
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    let mut provider = rustls::crypto::CryptoProvider::clone(default.crypto_provider());
+    let first = kx_group_named(kx)?;
+    if !provider.kx_groups.iter().any(|g| g.name() == first) {
+        return Err(format!(
+            "--tls-kx {kx}: not offered by this crypto provider"
+        ));
+    }
+    provider.kx_groups.sort_by_key(|g| g.name() != first); // stable: the rest keep their order
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 fn parse_args() -> Result<Config, String> {
@@ -171,6 +325,7 @@ fn parse_args() -> Result<Config, String> {
         Some("throughput") => Scenario::Throughput,
         Some("fanout") => Scenario::Fanout,
         Some("conns") => Scenario::Conns,
+        Some("handshakes") => Scenario::Handshakes,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
         None => return Err("missing scenario".into()),
     };
@@ -183,6 +338,7 @@ fn parse_args() -> Result<Config, String> {
             Scenario::Throughput => 50,
             Scenario::Fanout => 500,
             Scenario::Conns => 0,
+            Scenario::Handshakes => 16,
         },
         size: if scenario == Scenario::Fanout {
             200
@@ -197,7 +353,7 @@ fn parse_args() -> Result<Config, String> {
         rate: 30.0,
         count: u64::MAX,
         conns: 1000,
-        pid: None,
+        pids: Vec::new(),
         settle: Duration::from_millis(500),
         threads: 1,
         connect_batch: 64,
@@ -206,8 +362,14 @@ fn parse_args() -> Result<Config, String> {
         sources: Vec::new(),
         raw: false,
         ws: None,
+        tls: None,
     };
     let mut ws_flag = false;
+    let mut tls_flag = false;
+    let mut tls_name: Option<String> = None;
+    let mut tls_ca: Option<String> = None;
+    let mut tls_kx = String::from("x25519");
+    let mut tls_no_verify = false;
     let mut sources: Option<usize> = None;
     let mut source_from: Option<Ipv4Addr> = None;
     fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -239,7 +401,16 @@ fn parse_args() -> Result<Config, String> {
             "--rate" => cfg.rate = value(&flag, args.next())?,
             "--count" => cfg.count = value(&flag, args.next())?,
             "--conns" => cfg.conns = value(&flag, args.next())?,
-            "--pid" => cfg.pid = Some(value(&flag, args.next())?),
+            "--pid" => {
+                let list: String = value(&flag, args.next())?;
+                for pid in list.split(',') {
+                    cfg.pids.push(
+                        pid.trim()
+                            .parse()
+                            .map_err(|_| format!("bad --pid {list:?}"))?,
+                    );
+                }
+            }
             "--settle-ms" => cfg.settle = Duration::from_millis(value(&flag, args.next())?),
             "--threads" => cfg.threads = value(&flag, args.next())?,
             "--connect-batch" => cfg.connect_batch = value(&flag, args.next())?,
@@ -249,9 +420,16 @@ fn parse_args() -> Result<Config, String> {
             "--source-from" => source_from = Some(value(&flag, args.next())?),
             "--raw" => cfg.raw = true,
             "--ws" => ws_flag = true,
+            "--tls" => tls_flag = true,
+            "--tls-name" => tls_name = Some(value(&flag, args.next())?),
+            "--tls-ca" => tls_ca = Some(value(&flag, args.next())?),
+            "--tls-kx" => tls_kx = value(&flag, args.next())?,
+            "--tls-no-verify" => tls_no_verify = true,
             "--url" => {
                 let u: String = value(&flag, args.next())?;
-                let url = WsUrl::parse(&u)?.ok_or_else(|| format!("--url {u}: not a ws:// URL"))?;
+                let (url, tls) = WsUrl::parse_with_tls(&u)?
+                    .ok_or_else(|| format!("--url {u}: not a ws:// or wss:// URL"))?;
+                tls_flag |= tls;
                 cfg.addr = (url.host.as_str(), url.port)
                     .to_socket_addrs()
                     .map_err(|e| format!("--url {u}: {e}"))?
@@ -269,6 +447,37 @@ fn parse_args() -> Result<Config, String> {
             port: cfg.addr.port(),
             path: "/".into(),
         });
+    }
+    if tls_flag {
+        // The URL's host when it is a name (not an address), else localhost.
+        let name = tls_name.unwrap_or_else(|| match &cfg.ws {
+            Some(u) if u.host.parse::<IpAddr>().is_err() => u.host.clone(),
+            _ => "localhost".into(),
+        });
+        let mut config = tls_client_config(tls_ca.as_deref(), &tls_kx)?;
+        if tls_no_verify {
+            let schemes = config
+                .crypto_provider()
+                .signature_verification_algorithms
+                .supported_schemes();
+            config
+                .dangerous()
+                .set_certificate_verifier(Arc::new(NoVerify(schemes)));
+        }
+        cfg.tls = Some(TlsTarget {
+            config: Arc::new(config),
+            name: ServerName::try_from(name.clone())
+                .map_err(|e| format!("--tls-name {name:?}: {e}"))?,
+            ca: if tls_no_verify {
+                "none: --tls-no-verify".into()
+            } else {
+                tls_ca.unwrap_or_else(|| "Mozilla roots".into())
+            },
+        });
+    } else if tls_name.is_some() || tls_ca.is_some() || tls_no_verify {
+        return Err(
+            "--tls-name, --tls-ca and --tls-no-verify need --tls (or a wss:// --url)".into(),
+        );
     }
     if scenario == Scenario::Rtt {
         cfg.window = 1;
@@ -683,6 +892,24 @@ struct Client {
     expect: u64,
     /// Some: WebSocket (`--ws`); None: length-prefixed frames over TCP.
     ws: Option<Box<WsConn>>,
+    /// Some: TLS (`--tls`) under the framing; `wbuf` and `pending` then hold plaintext.
+    tls: Option<Box<ClientConnection>>,
+}
+
+/// The negotiated TLS parameters of the first connection that completed its handshake.
+static TLS_PARAMS: OnceLock<String> = OnceLock::new();
+
+fn describe_tls(tls: &ClientConnection) -> String {
+    let version = tls
+        .protocol_version()
+        .map_or_else(|| "?".into(), |v| format!("{v:?}"));
+    let suite = tls
+        .negotiated_cipher_suite()
+        .map_or_else(|| "?".into(), |s| format!("{:?}", s.suite()));
+    let group = tls
+        .negotiated_key_exchange_group()
+        .map_or_else(|| "?".into(), |g| format!("{:?}", g.name()));
+    format!("{version} {suite} {group}")
 }
 
 impl Client {
@@ -701,6 +928,25 @@ impl Client {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            // The buffer limit is off: rustls takes all of it (buffered until the handshake
+            // is done), encrypted into as few records as it fits.
+            if self.wpos < self.wbuf.len() {
+                tls.writer().write_all(&self.wbuf[self.wpos..])?;
+                self.wbuf.clear();
+                self.wpos = 0;
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -723,6 +969,9 @@ impl Client {
         drain: bool,
         out: &mut Vec<Msg>,
     ) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.read_tls_into(scratch, drain, out);
+        }
         loop {
             let n = match self.stream.read(scratch) {
                 Ok(0) => return Ok(true),
@@ -731,17 +980,8 @@ impl Client {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            if self.ws.is_some() {
-                if self.ws_input(&mut scratch[..n], out)? {
-                    return Ok(true);
-                }
-            } else if self.pending.is_empty() {
-                let used = split_frames(&scratch[..n], out)?;
-                self.pending.extend_from_slice(&scratch[used..n]);
-            } else {
-                self.pending.extend_from_slice(&scratch[..n]);
-                let used = split_frames(&self.pending, out)?;
-                self.pending.drain(..used);
+            if self.input(&mut scratch[..n], out)? {
+                return Ok(true);
             }
             // Edge-triggered: a short read means the socket is drained (a new
             // arrival signals again), unless EOF/error must still be read.
@@ -749,6 +989,98 @@ impl Client {
                 return Ok(false);
             }
         }
+    }
+
+    /// Plaintext from the server (straight from the socket, or decrypted): frames, or the
+    /// WebSocket upgrade answer and frames. Returns `Ok(true)` once the server closed.
+    #[inline]
+    fn input(&mut self, data: &mut [u8], out: &mut Vec<Msg>) -> io::Result<bool> {
+        if self.ws.is_some() {
+            return self.ws_input(data, out);
+        }
+        if self.pending.is_empty() {
+            let used = split_frames(data, out)?;
+            self.pending.extend_from_slice(&data[used..]);
+        } else {
+            self.pending.extend_from_slice(data);
+            let used = split_frames(&self.pending, out)?;
+            self.pending.drain(..used);
+        }
+        Ok(false)
+    }
+
+    /// `read_into` over TLS: ciphertext is read from the socket into the first half of
+    /// `scratch` (one big read, so a short read still means drained), handed to rustls record
+    /// by record, and the plaintext is read out into the second half and goes to `input`.
+    /// Whatever rustls wants to send in answer (handshake, alerts) leaves at the end.
+    fn read_tls_into(
+        &mut self,
+        scratch: &mut [u8],
+        drain: bool,
+        out: &mut Vec<Msg>,
+    ) -> io::Result<bool> {
+        let (cipher, plain) = scratch.split_at_mut(scratch.len() / 2);
+        let mut closed = false;
+        while !closed {
+            let n = match self.stream.read(cipher) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut rd = &cipher[..n];
+            while !rd.is_empty() && !closed {
+                let tls = self.tls.as_mut().expect("a TLS client");
+                if tls.read_tls(&mut rd)? == 0 {
+                    closed = true; // close_notify received: nothing more is read
+                    break;
+                }
+                let state = match tls.process_new_packets() {
+                    Ok(state) => state,
+                    Err(e) => {
+                        let _ = tls.write_tls(&mut self.stream); // the alert, if any
+                        return Err(io::Error::new(ErrorKind::InvalidData, format!("tls: {e}")));
+                    }
+                };
+                if TLS_PARAMS.get().is_none() && !tls.is_handshaking() {
+                    let _ = TLS_PARAMS.set(describe_tls(tls));
+                }
+                closed = state.peer_has_closed();
+                let mut left = state.plaintext_bytes_to_read();
+                while left > 0 {
+                    let tls = self.tls.as_mut().expect("a TLS client");
+                    let k = tls.reader().read(plain)?;
+                    if k == 0 {
+                        break;
+                    }
+                    left = left.saturating_sub(k);
+                    if self.input(&mut plain[..k], out)? {
+                        closed = true;
+                    }
+                }
+            }
+            if n < cipher.len() && !drain {
+                break;
+            }
+        }
+        if self.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
+            self.flush()?;
+        }
+        Ok(closed)
+    }
+
+    /// Ends a connection the polite way: close_notify over TLS (as much of it as the socket
+    /// takes now), then the socket is closed when `self` is dropped.
+    fn close(mut self, registry: &mio::Registry) {
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+            let _ = self.flush();
+        }
+        let _ = registry.deregister(&mut self.stream);
     }
 
     /// WebSocket input: the upgrade answer first (gathered in `pending`, released once
@@ -828,6 +1160,47 @@ fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStre
     Ok(stream)
 }
 
+/// Starts connection number `i` (which picks its source address) to the server, registered
+/// with `token`: TCP connect, then the TLS client (its ClientHello queued) and the WebSocket
+/// upgrade request (queued as plaintext), as configured.
+fn open_client(
+    cfg: &Config,
+    i: usize,
+    registry: &mio::Registry,
+    token: Token,
+) -> io::Result<Client> {
+    let addr = cfg.addr;
+    let source = (!cfg.sources.is_empty()).then(|| cfg.sources[i % cfg.sources.len()]);
+    let mut stream = start_connect(addr, source)
+        .map_err(|e| io::Error::new(e.kind(), format!("connect #{i} to {addr}: {e}")))?;
+    registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    let tls = match &cfg.tls {
+        None => None,
+        Some(t) => {
+            let mut conn = ClientConnection::new(t.config.clone(), t.name.clone())
+                .map_err(|e| io::Error::other(format!("tls: {e}")))?;
+            conn.set_buffer_limit(None);
+            Some(Box::new(conn))
+        }
+    };
+    let mut wbuf = Vec::new();
+    let ws = cfg
+        .ws
+        .as_ref()
+        .map(|url| Box::new(WsConn::start(url, MaskKeys::from_os(), &mut wbuf)));
+    Ok(Client {
+        stream,
+        pending: Vec::new(),
+        wbuf,
+        wpos: 0,
+        greeted: false,
+        sent: 0,
+        expect: 0,
+        ws,
+        tls,
+    })
+}
+
 /// One thread's connections and its own `Poll`.
 struct Worker {
     poll: Poll,
@@ -855,45 +1228,17 @@ impl Worker {
         }
     }
 
-    /// Open `n` connections, at most `batch` waiting for their greeting at a
-    /// time, and wait until every one is greeted (over WebSocket when `ws` is
-    /// given: the upgrade request is queued at once and sent when connected).
-    #[allow(clippy::too_many_arguments)]
-    fn connect_all(
-        &mut self,
-        addr: SocketAddr,
-        ws: Option<&WsUrl>,
-        sources: &[IpAddr],
-        n: usize,
-        batch: usize,
-        deadline: Instant,
-    ) -> io::Result<()> {
+    /// Open `n` connections, at most `cfg.connect_batch` waiting for their
+    /// greeting at a time, and wait until every one is greeted (over WebSocket:
+    /// the upgrade request is queued at once and sent when connected; over TLS,
+    /// once the handshake is done).
+    fn connect_all(&mut self, cfg: &Config, n: usize, deadline: Instant) -> io::Result<()> {
         let mut greeted = 0;
         while greeted < n {
-            while self.clients.len() < n && self.clients.len() - greeted < batch {
+            while self.clients.len() < n && self.clients.len() - greeted < cfg.connect_batch {
                 let i = self.clients.len();
-                let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
-                let mut stream = start_connect(addr, source).map_err(|e| {
-                    io::Error::new(e.kind(), format!("connect #{i} to {addr}: {e}"))
-                })?;
-                let token = Token(self.clients.len());
-                self.poll.registry().register(
-                    &mut stream,
-                    token,
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                let mut wbuf = Vec::new();
-                let ws = ws.map(|url| Box::new(WsConn::start(url, MaskKeys::from_os(), &mut wbuf)));
-                self.clients.push(Client {
-                    stream,
-                    pending: Vec::new(),
-                    wbuf,
-                    wpos: 0,
-                    greeted: false,
-                    sent: 0,
-                    expect: 0,
-                    ws,
-                });
+                let client = open_client(cfg, i, self.poll.registry(), Token(i))?;
+                self.clients.push(client);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -945,23 +1290,32 @@ impl Worker {
 
 #[derive(Default)]
 struct Stats {
+    /// Echo replies, deliveries, or completed handshakes.
     replies: u64,
+    /// handshakes: connections that failed or closed before their greeting.
+    errors: u64,
     payload_bytes: u64,
     wire_bytes: u64,
     out_of_order: u64,
     broadcasts_sent: u64,
     elapsed: Duration,
     hist: Option<Histogram>,
+    /// handshakes: the first error met, for the report.
+    first_error: Option<String>,
 }
 
 impl Stats {
     fn merge(&mut self, other: Stats) {
         self.replies += other.replies;
+        self.errors += other.errors;
         self.payload_bytes += other.payload_bytes;
         self.wire_bytes += other.wire_bytes;
         self.out_of_order += other.out_of_order;
         self.broadcasts_sent += other.broadcasts_sent;
         self.elapsed = self.elapsed.max(other.elapsed);
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
         match (&mut self.hist, other.hist) {
             (Some(a), Some(b)) => a.merge(&b),
             (a @ None, b) => *a = b,
@@ -973,6 +1327,11 @@ impl Stats {
 fn die(e: impl std::fmt::Display) -> ! {
     eprintln!("loadgen: {e}");
     std::process::exit(1);
+}
+
+/// How many of the clients thread `t` drives.
+fn thread_share(cfg: &Config, t: usize) -> usize {
+    cfg.clients / cfg.threads + usize::from(t < cfg.clients % cfg.threads)
 }
 
 /// Run `body` on `cfg.threads` threads, each with its share of the clients,
@@ -987,18 +1346,13 @@ fn run_threads(cfg: &Config, body: fn(&Config, &mut Worker, usize) -> io::Result
             .map(|t| {
                 let barrier = &barrier;
                 s.spawn(move || {
-                    let n = cfg.clients / cfg.threads + usize::from(t < cfg.clients % cfg.threads);
+                    let n = thread_share(cfg, t);
                     let mut worker = Worker::new().unwrap_or_else(|e| die(e));
-                    worker
-                        .connect_all(
-                            cfg.addr,
-                            cfg.ws.as_ref(),
-                            &cfg.sources,
-                            n,
-                            cfg.connect_batch,
-                            setup_deadline,
-                        )
-                        .unwrap_or_else(|e| die(e));
+                    if cfg.scenario != Scenario::Handshakes {
+                        worker
+                            .connect_all(cfg, n, setup_deadline)
+                            .unwrap_or_else(|e| die(e));
+                    }
                     if barrier.wait().is_leader() {
                         println!(
                             "{} connections greeted in {:.2}s; measuring for {:.1}s",
@@ -1185,6 +1539,105 @@ fn vm_rss_bytes(pid: u32) -> io::Result<u64> {
         })
 }
 
+/// CPU time (user + system, all threads) of process `pid` so far, in seconds.
+fn cpu_secs(pid: u32) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    match (tick(11), tick(12)) {
+        // USER_HZ is 100 on every Linux architecture this runs on.
+        (Some(user), Some(system)) => Ok((user + system) as f64 / 100.0),
+        _ => Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("no utime/stime in /proc/{pid}/stat"),
+        )),
+    }
+}
+
+/// handshakes: `thread_share` connections at a time; each one is closed as soon as its
+/// greeting arrives (close_notify first over TLS) and replaced by a new one, until
+/// `cfg.duration` has passed. A connection that fails or closes before its greeting counts
+/// as an error and is replaced too.
+fn handshakes_body(cfg: &Config, w: &mut Worker, thread: usize) -> io::Result<Stats> {
+    let n = thread_share(cfg, thread);
+    let mut hist = Histogram::new();
+    let mut st = Stats::default();
+    // Each slot: a connection and when it was started (ns).
+    let mut slots: Vec<Option<(Client, u64)>> = (0..n).map(|_| None).collect();
+    let mut opened = thread; // numbers connections across threads (source address choice)
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let mut unfilled = false;
+        for (idx, slot) in slots.iter_mut().enumerate() {
+            if slot.is_none() {
+                match open_client(cfg, opened, w.poll.registry(), Token(idx)) {
+                    Ok(c) => *slot = Some((c, now_ns())),
+                    Err(e) => {
+                        st.errors += 1;
+                        st.first_error.get_or_insert_with(|| e.to_string());
+                        unfilled = true;
+                    }
+                }
+                opened += cfg.threads;
+            }
+        }
+        let mut wait = end - now;
+        if unfilled {
+            wait = wait.min(Duration::from_millis(1)); // out of ports, say: retry soon
+        }
+        w.poll(wait)?;
+        let Worker {
+            poll,
+            events,
+            scratch,
+            msgs,
+            ..
+        } = w;
+        for event in events.iter() {
+            let idx = event.token().0;
+            let Some((c, t0)) = slots.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            msgs.clear();
+            let outcome = c.service(event, scratch, msgs);
+            let greeted = msgs.iter().any(|m| m.action == Action::Connected);
+            match outcome {
+                _ if greeted => {
+                    st.replies += 1;
+                    hist.record(now_ns().saturating_sub(*t0));
+                }
+                Ok(false) => continue, // handshake (or upgrade) still under way
+                Ok(true) => {
+                    st.errors += 1;
+                    st.first_error
+                        .get_or_insert_with(|| "closed by the server before the greeting".into());
+                }
+                Err(e) => {
+                    st.errors += 1;
+                    st.first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+            if let Some((c, _)) = slots[idx].take() {
+                c.close(poll.registry());
+            }
+        }
+    }
+    for (c, _) in slots.into_iter().flatten() {
+        c.close(w.poll.registry()); // unfinished: not counted
+    }
+    st.elapsed = cfg.duration.max(Duration::from_micros(1));
+    st.hist = Some(hist);
+    Ok(st)
+}
+
 // ---------------------------------------------------------------------------
 // Reporting
 
@@ -1207,6 +1660,13 @@ fn print_latency(label: &str, h: &Histogram) {
     );
 }
 
+/// The negotiated TLS parameters, if a TLS handshake was completed.
+fn print_tls() {
+    if let Some(p) = TLS_PARAMS.get() {
+        println!("tls: {p}");
+    }
+}
+
 fn latency_json(h: &Histogram) -> String {
     format!(
         "\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}",
@@ -1217,22 +1677,36 @@ fn latency_json(h: &Histogram) -> String {
     )
 }
 
-/// `,"transport":"ws","url":"..."` at the end of a WebSocket run's RESULT; nothing on TCP.
+/// The end of a RESULT line: `,"transport":"ws","url":"..."` over WebSocket, `"wss"` over
+/// WebSocket over TLS, `"tls"` over TLS alone, then for TLS `,"tls":"VERSION SUITE GROUP"` as
+/// negotiated; nothing on plain TCP.
 fn transport_json(cfg: &Config) -> String {
-    match &cfg.ws {
-        None => String::new(),
-        Some(u) => format!(
-            ",\"transport\":\"ws\",\"url\":\"{}\"",
-            ws_url_text(u).replace(['"', '\\'], "")
+    let clean = |s: &str| s.replace(['"', '\\'], "");
+    let mut out = match (&cfg.ws, &cfg.tls) {
+        (None, None) => return String::new(),
+        (None, Some(_)) => ",\"transport\":\"tls\"".to_string(),
+        (Some(u), tls) => format!(
+            ",\"transport\":\"{}\",\"url\":\"{}\"",
+            if tls.is_some() { "wss" } else { "ws" },
+            clean(&ws_url_text(cfg, u))
         ),
+    };
+    if let Some(t) = &cfg.tls {
+        out += &format!(
+            ",\"tls_name\":\"{}\",\"tls\":\"{}\"",
+            clean(&t.name.to_str()),
+            clean(TLS_PARAMS.get().map_or("no handshake", |p| p.as_str()))
+        );
     }
+    out
 }
 
-fn ws_url_text(u: &WsUrl) -> String {
+fn ws_url_text(cfg: &Config, u: &WsUrl) -> String {
+    let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
     if u.host.contains(':') {
-        format!("ws://[{}]:{}{}", u.host, u.port, u.path)
+        format!("{scheme}://[{}]:{}{}", u.host, u.port, u.path)
     } else {
-        format!("ws://{}:{}{}", u.host, u.port, u.path)
+        format!("{scheme}://{}:{}{}", u.host, u.port, u.path)
     }
 }
 
@@ -1255,6 +1729,7 @@ fn report_echo(cfg: &Config, st: &Stats) {
     };
     println!("reply MB/s: payload {mb:.2}, wire {wire_mb:.2} ({framing})");
     print_latency("round-trip", hist);
+    print_tls();
     if st.out_of_order > 0 {
         println!("WARNING: {} replies out of sequence", st.out_of_order);
     }
@@ -1292,6 +1767,7 @@ fn report_fanout(cfg: &Config, st: &Stats) {
     );
     println!("loss: {loss} (after {} ms drain)", cfg.drain.as_millis());
     print_latency("delivery", hist);
+    print_tls();
     println!(
         "RESULT {{\"scenario\":\"fanout\",\"addr\":\"{}\",\"clients\":{},\"threads\":{},\"rate\":{},\"size\":{},\
 \"duration\":{},\"sent\":{},\"expected\":{expected},\"received\":{},\"loss\":{loss},\"ops_per_sec\":{},\
@@ -1312,7 +1788,10 @@ fn report_fanout(cfg: &Config, st: &Stats) {
 }
 
 fn run_conns(cfg: &Config) -> io::Result<()> {
-    let before = cfg.pid.map(vm_rss_bytes).transpose()?;
+    let rss_all =
+        || -> io::Result<Vec<u64>> { cfg.pids.iter().map(|&p| vm_rss_bytes(p)).collect() };
+    let before_each = rss_all()?;
+    let before = (!cfg.pids.is_empty()).then(|| before_each.iter().sum::<u64>());
     if let Some(b) = before {
         println!("server VmRSS before: {:.1} MiB", b as f64 / 1048576.0);
     } else {
@@ -1320,14 +1799,7 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
     }
     let mut w = Worker::new()?;
     let t0 = Instant::now();
-    w.connect_all(
-        cfg.addr,
-        cfg.ws.as_ref(),
-        &cfg.sources,
-        cfg.conns,
-        cfg.connect_batch,
-        t0 + cfg.timeout,
-    )?;
+    w.connect_all(cfg, cfg.conns, t0 + cfg.timeout)?;
     let connect_secs = t0.elapsed().as_secs_f64();
     println!(
         "{} connections greeted in {connect_secs:.2}s ({:.0}/s)",
@@ -1335,7 +1807,30 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
         cfg.conns as f64 / connect_secs
     );
     std::thread::sleep(cfg.settle);
-    let after = cfg.pid.map(vm_rss_bytes).transpose()?;
+    let after_each = rss_all()?;
+    let after = (!cfg.pids.is_empty()).then(|| after_each.iter().sum::<u64>());
+    let mut each_json = String::new();
+    if cfg.pids.len() > 1 {
+        let per: Vec<String> = (0..cfg.pids.len())
+            .map(|i| {
+                let growth = after_each[i] as f64 - before_each[i] as f64;
+                println!(
+                    "  pid {}: VmRSS {:.1} -> {:.1} MiB = {:.0} bytes/connection (÷ all of them)",
+                    cfg.pids[i],
+                    before_each[i] as f64 / 1048576.0,
+                    after_each[i] as f64 / 1048576.0,
+                    growth / cfg.conns as f64
+                );
+                json_f(growth / cfg.conns as f64)
+            })
+            .collect();
+        let pids: Vec<String> = cfg.pids.iter().map(u32::to_string).collect();
+        each_json = format!(
+            ",\"pids\":[{}],\"bytes_per_conn_each\":[{}]",
+            pids.join(","),
+            per.join(",")
+        );
+    }
     let per_conn = match (before, after) {
         (Some(b), Some(a)) => {
             let per = (a as f64 - b as f64) / cfg.conns as f64;
@@ -1353,10 +1848,11 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
         let _ = w.poll.registry().deregister(&mut c.stream);
     }
     println!("closed all in {:.2}s", close_start.elapsed().as_secs_f64());
+    print_tls();
     let opt = |v: Option<f64>| v.map_or_else(|| "null".to_string(), json_f);
     println!(
         "RESULT {{\"scenario\":\"conns\",\"addr\":\"{}\",\"conns\":{},\"connect_secs\":{},\
-\"conns_per_sec\":{},\"sources\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}{}}}",
+\"conns_per_sec\":{},\"sources\":{},\"rss_before\":{},\"rss_after\":{},\"bytes_per_conn\":{}{}{}}}",
         cfg.addr,
         cfg.conns,
         json_f(connect_secs),
@@ -1365,8 +1861,90 @@ fn run_conns(cfg: &Config) -> io::Result<()> {
         before.map_or_else(|| "null".to_string(), |v| v.to_string()),
         after.map_or_else(|| "null".to_string(), |v| v.to_string()),
         opt(per_conn),
+        each_json,
         transport_json(cfg)
     );
+    Ok(())
+}
+
+/// handshakes: runs the threads, reads the servers' CPU time around them, reports.
+fn run_handshakes(cfg: &Config) -> io::Result<()> {
+    let cpu_all = || -> io::Result<Vec<f64>> { cfg.pids.iter().map(|&p| cpu_secs(p)).collect() };
+    let cpu_before = cpu_all()?;
+    let self_before = cpu_secs(std::process::id())?;
+    let t0 = Instant::now();
+    let st = run_threads(cfg, handshakes_body);
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu_after = cpu_all()?;
+    let self_cpu = cpu_secs(std::process::id())? - self_before;
+    let secs = st.elapsed.as_secs_f64();
+    let rate = st.replies as f64 / secs;
+    let hist = st.hist.as_ref().expect("handshake stats carry a histogram");
+    println!(
+        "handshakes: {} in {secs:.2}s = {rate:.0}/s; errors {}{}",
+        st.replies,
+        st.errors,
+        st.first_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" (first: {e})"))
+    );
+    print_latency("connect-to-greeting", hist);
+    print_tls();
+    println!(
+        "loadgen CPU: {self_cpu:.2}s over {wall:.2}s = {:.0}% of a core",
+        100.0 * self_cpu / wall
+    );
+    let mut server_json = String::new();
+    if !cfg.pids.is_empty() {
+        let each: Vec<f64> = cpu_after
+            .iter()
+            .zip(&cpu_before)
+            .map(|(a, b)| a - b)
+            .collect();
+        let total: f64 = each.iter().sum();
+        for (pid, c) in cfg.pids.iter().zip(&each) {
+            println!(
+                "server pid {pid} CPU: {c:.2}s = {:.0}% of a core",
+                100.0 * c / wall
+            );
+        }
+        let per_cpu_sec = if total > 0.0 {
+            st.replies as f64 / total
+        } else {
+            f64::NAN
+        };
+        println!(
+            "server CPU: {total:.2}s over {wall:.2}s = {:.0}% of a core; {per_cpu_sec:.0} handshakes per server CPU second",
+            100.0 * total / wall
+        );
+        let each: Vec<String> = each.iter().map(|&c| json_f(c)).collect();
+        server_json = format!(
+            ",\"server_cpu_secs\":{},\"server_cpu_secs_each\":[{}],\"server_cpu_util\":{},\"ops_per_server_cpu_sec\":{}",
+            json_f(total),
+            each.join(","),
+            json_f(total / wall),
+            json_f(per_cpu_sec)
+        );
+    }
+    println!(
+        "RESULT {{\"scenario\":\"handshakes\",\"addr\":\"{}\",\"clients\":{},\"threads\":{},\"duration\":{},\
+\"ops\":{},\"ops_per_sec\":{},\"errors\":{},{},\"client_cpu_secs\":{},\"wall_secs\":{}{}{}}}",
+        cfg.addr,
+        cfg.clients,
+        cfg.threads,
+        json_f(secs),
+        st.replies,
+        json_f(rate),
+        st.errors,
+        latency_json(hist),
+        json_f(self_cpu),
+        json_f(wall),
+        server_json,
+        transport_json(cfg)
+    );
+    if st.replies == 0 {
+        return Err(io::Error::other("no handshake completed"));
+    }
     Ok(())
 }
 
@@ -1405,7 +1983,10 @@ fn main() {
         );
     }
     if let Some(u) = &cfg.ws {
-        println!("transport=websocket url={}", ws_url_text(u));
+        println!("transport=websocket url={}", ws_url_text(&cfg, u));
+    }
+    if let Some(t) = &cfg.tls {
+        println!("transport=tls name={} ca={}", t.name.to_str(), t.ca);
     }
     match cfg.scenario {
         Scenario::Rtt | Scenario::Throughput => {
@@ -1417,6 +1998,7 @@ fn main() {
             report_fanout(&cfg, &st);
         }
         Scenario::Conns => run_conns(&cfg).unwrap_or_else(|e| die(e)),
+        Scenario::Handshakes => run_handshakes(&cfg).unwrap_or_else(|e| die(e)),
     }
 }
 
