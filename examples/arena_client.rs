@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example arena_server                 # in one terminal
 //! cargo run --example arena_client -- 127.0.0.1:5080 [--name NAME] [--spectate]
+//! cargo run --example arena_client -- tls://localhost:5080 --tls-ca ca.pem   # over TLS
 //! ```
 //!
 //! Arrows or WASD move, Q or Esc quits. `--spectate` watches without joining. The field is
@@ -194,7 +195,7 @@ fn direction(code: KeyCode) -> Option<(i8, i8)> {
     })
 }
 
-fn play(addr: &str, name: String, join: bool) -> io::Result<()> {
+fn play(addr: &str, name: String, join: bool, cfg: Config) -> io::Result<()> {
     let view = View {
         name,
         join,
@@ -202,7 +203,7 @@ fn play(addr: &str, name: String, join: bool) -> io::Result<()> {
         status: "connecting".into(),
         ..View::default()
     };
-    let mut client = Client::connect(addr, view)?;
+    let mut client = Client::connect_with(addr, view, Mode::Stepped, cfg)?;
     let mut out = io::stdout();
     terminal::enable_raw_mode()?;
     execute!(
@@ -256,14 +257,10 @@ fn frame_loop(client: &mut Client<View>, out: &mut impl Write) -> io::Result<()>
 }
 
 /// The load tool: `n` spectators for `secs` seconds in one loop.
-fn spectators(addr: &str, n: usize, secs: f64) -> io::Result<()> {
+fn spectators(addr: &str, n: usize, secs: f64, cfg: Config) -> io::Result<()> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        conns.push(Connection::connect_with(
-            addr,
-            Mode::Stepped,
-            Config::default(),
-        )?);
+        conns.push(Connection::connect_with(addr, Mode::Stepped, cfg.clone())?);
     }
     let (mut snaps, mut gaps) = (0u64, 0u64);
     let mut last_tick = vec![None::<u32>; n];
@@ -300,26 +297,34 @@ fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:5080".to_owned();
     let (mut name, mut join, mut load, mut secs) = (String::new(), true, None, 20.0);
+    let mut cfg = Config::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--name" => name = args.next().unwrap_or_default(),
             "--spectate" => join = false,
             "--spectators" => load = args.next().and_then(|v| v.parse::<usize>().ok()),
             "--seconds" => secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(secs),
+            // A private CA for tls:// (a test certificate); the default trusts Mozilla's roots.
+            "--tls-ca" => {
+                let file = args.next().unwrap_or_default();
+                let tls = repod::TlsConnector::with_ca_file(&file)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                cfg = cfg.tls(tls);
+            }
             other if !other.starts_with("--") => addr = other.to_owned(),
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("unknown argument {other}\nusage: arena_client [HOST:PORT] [--name NAME] [--spectate] [--spectators N --seconds S]"),
+                    format!("unknown argument {other}\nusage: arena_client [HOST:PORT | tls://HOST:PORT] [--tls-ca FILE] [--name NAME] [--spectate] [--spectators N --seconds S]"),
                 ))
             }
         }
     }
     if let Some(n) = load {
-        return spectators(&addr, n, secs);
+        return spectators(&addr, n, secs, cfg);
     }
     if name.is_empty() {
         name = std::env::var("USER").unwrap_or_else(|_| "player".into());
     }
-    play(&addr, name, join)
+    play(&addr, name, join, cfg)
 }

@@ -10,6 +10,8 @@ mod examples;
 mod net;
 #[path = "support/proc.rs"]
 mod proc;
+#[path = "support/python.rs"]
+mod python;
 #[path = "support/tls.rs"]
 mod tls;
 
@@ -325,4 +327,92 @@ mod login {
         assert_eq!(raw_status(ws, "/", ""), 401);
         drop(server);
     }
+}
+
+/// Heartbeats, statistics and the connection cap behave over TLS as in clear: the server's pings
+/// and the client's pongs travel encrypted and measure an RTT, the figures count the
+/// connection's traffic (wire bytes: ciphertext), and a player over the cap is turned away
+/// before its handshake while the others carry on.
+#[test]
+fn heartbeats_statistics_and_the_connection_cap_over_tls() {
+    let Some(certs) = tls::certs() else { return };
+    let acceptor = TlsAcceptor::from_pem_files(&certs.leaf1.cert, &certs.leaf1.key).unwrap();
+    let cfg = Config::default()
+        .heartbeat(Some(Duration::from_millis(100)))
+        .max_connections(Some(2));
+    let server = start_on(Listen::on("127.0.0.1:0").tls(acceptor), cfg, |s| s);
+    let url = format!("tls://localhost:{}", server.addr.port());
+    let mut a =
+        Connection::connect_with(url.as_str(), Mode::Background, client_cfg(certs)).unwrap();
+    recv_action(&mut a, "connected");
+    let mut b =
+        Connection::connect_with(url.as_str(), Mode::Background, client_cfg(certs)).unwrap();
+    recv_action(&mut b, "connected");
+
+    // Over the cap: closed at accept, so the handshake fails and no channel is made.
+    let mut c = Connection::connect_with(url.as_str(), Mode::Stepped, client_cfg(certs)).unwrap();
+    let text = recv_action(&mut c, "error")
+        .message()
+        .str("error")
+        .unwrap()
+        .to_owned();
+    assert!(!text.is_empty());
+    assert_eq!(server.handle().stats().connections, 2);
+
+    // Several heartbeat rounds: the server measured each player's RTT through TLS, and nobody
+    // was closed for silence (the clients answer the pings by themselves).
+    std::thread::sleep(Duration::from_millis(600));
+    a.send(&msg! { "action": "echo", "n": 3 });
+    assert_eq!(
+        recv_action(&mut a, "echo_reply")
+            .message()
+            .u64("n")
+            .unwrap(),
+        3
+    );
+    let stats = net::query(&server.handle(), |_, ctx| {
+        let ids: Vec<_> = ctx.channels().map(|(id, _)| id).collect();
+        ids.iter()
+            .map(|&id| ctx.stats_of(id).unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(stats.len(), 2, "both players still connected");
+    for s in &stats {
+        assert!(s.rtt.is_some(), "no RTT measured over TLS: {s:?}");
+        // The greeting and at least four pings out; pongs in.
+        assert!(s.msgs_out >= 5 && s.msgs_in >= 4, "{s:?}");
+        // Wire bytes: every message costs a record header and tag on top of its frame.
+        assert!(s.bytes_out > s.msgs_out * 22, "{s:?}");
+    }
+    let totals = server.handle().stats();
+    assert!(totals.bytes_in > 0 && totals.msgs_in >= 8, "{totals:?}");
+    drop((a, b));
+}
+
+/// After a real handshake (Python's `ssl` over memory BIOs, `tests/python/tls_raw.py`), bytes
+/// that break TLS reach the channel's hooks as `Error::Tls`, not as a clean close: a record cut
+/// short by the end of the stream, bytes that are no record, a record that does not decrypt.
+#[test]
+fn broken_records_reach_the_hooks_as_tls_errors() {
+    let Some(certs) = tls::certs() else { return };
+    let Some(py) = python::venv() else { return };
+    let acceptor = TlsAcceptor::from_pem_files(&certs.leaf1.cert, &certs.leaf1.key).unwrap();
+    let server = tls_server(&acceptor);
+    let port = server.addr.port().to_string();
+    let ca = certs.ca.to_str().unwrap();
+    for mode in ["truncated", "garbage", "bad_mac"] {
+        let before = server.lock().disconnect_count();
+        let mut raw = proc::Proc::python(py, "tls_raw.py", &["127.0.0.1", &port, ca, mode]);
+        raw.expect_word("greeted");
+        raw.expect_word("bad");
+        raw.expect_within("closed", WAIT);
+        server.wait("the close reaches the hooks", |r| r.disconnect_count() > before);
+        let rec = server.lock();
+        let last = rec.events.iter().rev().find_map(|e| match e {
+            net::Ev::Close(_, kind) => Some(*kind),
+            _ => None,
+        });
+        assert_eq!(last, Some("Tls"), "{mode}: {:?}", rec.events);
+    }
+    assert_tls_served(&server, certs);
 }

@@ -21,6 +21,11 @@ impl Reactor {
                     // No channel exists for a connection that never upgraded: just drop it.
                     if matches!(state, State::Draining | State::Accepting) {
                         self.remove(index);
+                    } else if let Some(e) = link.tls.as_ref().and_then(|t| t.truncated()) {
+                        // A record cut short is no clean close: the tail of what the peer
+                        // sent is lost, and the handlers hear so.
+                        log::debug!("repod: {id:?}: {e}");
+                        self.close(id, DisconnectReason::Error(e));
                     } else {
                         log::debug!("repod: {id:?} closed by peer");
                         self.close(id, DisconnectReason::PeerClosed);

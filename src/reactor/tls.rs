@@ -77,6 +77,15 @@ mod on {
                 .map_err(Error::Tls)
         }
 
+        /// The peer's end of the stream fell inside a record (a truncated record), or not.
+        pub(crate) fn truncated(&self) -> Option<Error> {
+            self.session.in_record().then(|| {
+                Error::Tls(TlsError::Protocol(
+                    "the connection ended in the middle of a record".into(),
+                ))
+            })
+        }
+
         /// Whether `close_notify` was queued already.
         pub(crate) fn close_sent(&self) -> bool {
             self.close_sent
@@ -148,6 +157,9 @@ mod off {
             match *self {}
         }
         pub(crate) fn close_sent(&self) -> bool {
+            match *self {}
+        }
+        pub(crate) fn truncated(&self) -> Option<Error> {
             match *self {}
         }
     }

@@ -106,6 +106,11 @@ impl Session {
         either!(&self.side, c => c.is_handshaking())
     }
 
+    /// Whether part of a record is waiting for the rest: a peer that closes now cut a record.
+    pub(crate) fn in_record(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
     /// Processes ciphertext just read: application data is appended to `plain`, anything the
     /// session must send (handshake flights, alerts, tickets) to `out`. `incoming` may be
     /// decrypted in place. What it leaves unfinished is kept for the next call.

@@ -50,6 +50,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::WebSocket(_) => "WebSocket",
         Error::Handshake(_) => "Handshake",
         Error::Proxy(_) => "Proxy",
+        Error::Tls(_) => "Tls",
         _ => "Other",
     }
 }
