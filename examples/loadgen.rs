@@ -67,6 +67,10 @@
 //!                        (handshakes) is read; several are reported one by one and
 //!                        summed (a proxy and the server behind it, say)
 //!   --settle-ms MS       wait before reading VmRSS after the last greeting [500]
+//!   --warmup N           conns: open, greet and close N connections before the first
+//!                        VmRSS reading, so one-time costs (code pages of a TLS library
+//!                        touched for the first time, lazily built tables) are not
+//!                        counted as per-connection memory [0]
 //!   --threads T          client threads, each with its own mio Poll [1]
 //!                        (conns always uses one)
 //!   --connect-batch B    connections allowed to wait for their greeting at
@@ -200,6 +204,7 @@ struct Config {
     /// Server processes whose memory (conns) or CPU time (handshakes) is read.
     pids: Vec<u32>,
     settle: Duration,
+    warmup: usize,
     threads: usize,
     connect_batch: usize,
     drain: Duration,
@@ -355,6 +360,7 @@ fn parse_args() -> Result<Config, String> {
         conns: 1000,
         pids: Vec::new(),
         settle: Duration::from_millis(500),
+        warmup: 0,
         threads: 1,
         connect_batch: 64,
         drain: Duration::from_millis(1000),
@@ -412,6 +418,7 @@ fn parse_args() -> Result<Config, String> {
                 }
             }
             "--settle-ms" => cfg.settle = Duration::from_millis(value(&flag, args.next())?),
+            "--warmup" => cfg.warmup = value(&flag, args.next())?,
             "--threads" => cfg.threads = value(&flag, args.next())?,
             "--connect-batch" => cfg.connect_batch = value(&flag, args.next())?,
             "--drain-ms" => cfg.drain = Duration::from_millis(value(&flag, args.next())?),
@@ -1790,6 +1797,16 @@ fn report_fanout(cfg: &Config, st: &Stats) {
 fn run_conns(cfg: &Config) -> io::Result<()> {
     let rss_all =
         || -> io::Result<Vec<u64>> { cfg.pids.iter().map(|&p| vm_rss_bytes(p)).collect() };
+    if cfg.warmup > 0 {
+        let mut w = Worker::new()?;
+        w.connect_all(cfg, cfg.warmup, Instant::now() + cfg.timeout)?;
+        for mut c in w.clients.drain(..) {
+            let _ = w.poll.registry().deregister(&mut c.stream);
+        }
+        drop(w);
+        std::thread::sleep(cfg.settle);
+        println!("{} warm-up connections greeted and closed", cfg.warmup);
+    }
     let before_each = rss_all()?;
     let before = (!cfg.pids.is_empty()).then(|| before_each.iter().sum::<u64>());
     if let Some(b) = before {
