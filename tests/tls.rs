@@ -516,6 +516,43 @@ fn haproxy_passes_tls_through_with_send_proxy_v2() {
     server.assert_running();
 }
 
+/// The alternative the README gives: HAProxy terminating TLS (`bind ... ssl crt`) in front of
+/// a plain repod port with `send-proxy-v2`. The client speaks TLS to HAProxy, which checks
+/// nothing of repod's; repod still learns the client's address from the PROXY header.
+#[test]
+fn haproxy_terminating_tls_in_front_of_a_plain_port() {
+    let Some((certs, py)) = certs_and_python() else {
+        return;
+    };
+    let Some(bin) = haproxy::haproxy() else {
+        return;
+    };
+    let mut plain = Proc::example("echo_server", &["127.0.0.1", "0", "--proxy-protocol"]);
+    let backend = addr_of(&plain.expect_word("listening on"));
+    // HAProxy takes the certificate and its key in one file.
+    let dir = tls::tempdir("haproxy-crt");
+    let pem = dir.join("combined.pem");
+    let mut combined = std::fs::read(&certs.leaf1.cert).expect("certificate");
+    combined.extend(std::fs::read(&certs.leaf1.key).expect("key"));
+    std::fs::write(&pem, combined).expect("combined.pem");
+    let hap =
+        haproxy::Haproxy::start_bind(&bin, &format!(" ssl crt {}", pem.display()), &[backend]);
+    let (mut client, c) = tls_client(py, certs, hap.addr, &["--source", "127.0.0.7"]);
+    assert_eq!(
+        c.serial, certs.leaf1.serial,
+        "HAProxy serves our certificate"
+    );
+    client.write_line("whoami");
+    assert_eq!(
+        client.expect_word("whoami"),
+        c.local,
+        "the client's address through HAProxy's PROXY header\n{}",
+        hap.context()
+    );
+    echo(&mut client, 100);
+    assert!(plain.is_running(), "{}", plain.context());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad peers, next to a good one
 // ---------------------------------------------------------------------------------------------

@@ -406,7 +406,9 @@ fn broken_records_reach_the_hooks_as_tls_errors() {
         raw.expect_word("greeted");
         raw.expect_word("bad");
         raw.expect_within("closed", WAIT);
-        server.wait("the close reaches the hooks", |r| r.disconnect_count() > before);
+        server.wait("the close reaches the hooks", |r| {
+            r.disconnect_count() > before
+        });
         let rec = server.lock();
         let last = rec.events.iter().rev().find_map(|e| match e {
             net::Ev::Close(_, kind) => Some(*kind),

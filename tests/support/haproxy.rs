@@ -55,6 +55,17 @@ pub fn tempdir(what: &str) -> PathBuf {
 /// 200 ms; the stats socket at `stats`. HAProxy's own warnings (a server going DOWN) go to its
 /// stderr in the foreground; traffic is not logged.
 pub fn config(frontend: SocketAddr, backends: &[SocketAddr], stats: &Path) -> String {
+    config_bind(frontend, "", backends, stats)
+}
+
+/// As [`config`], with `bind_extra` after the frontend's address (` ssl crt FILE` makes HAProxy
+/// terminate TLS).
+pub fn config_bind(
+    frontend: SocketAddr,
+    bind_extra: &str,
+    backends: &[SocketAddr],
+    stats: &Path,
+) -> String {
     let stats = stats.display();
     let mut cfg = format!(
         "\
@@ -75,7 +86,7 @@ defaults
     timeout server 60s
 
 frontend game
-    bind {frontend}
+    bind {frontend}{bind_extra}
     default_backend game
 
 backend game
@@ -118,6 +129,12 @@ impl Haproxy {
     /// Starts HAProxy in front of `backends`, on a free port, and waits until its frontend
     /// accepts connections.
     pub fn start(bin: &Path, backends: &[SocketAddr]) -> Haproxy {
+        Self::start_bind(bin, "", backends)
+    }
+
+    /// As [`start`](Self::start), with `bind_extra` after the frontend's address (see
+    /// [`config_bind`]).
+    pub fn start_bind(bin: &Path, bind_extra: &str, backends: &[SocketAddr]) -> Haproxy {
         // A port picked free may be taken again before HAProxy binds it: try a few.
         let mut last = String::new();
         for _ in 0..3 {
@@ -128,7 +145,7 @@ impl Haproxy {
                 // A Unix socket's path is at most 107 bytes.
                 stats = std::env::temp_dir().join(dir.file_name().unwrap());
             }
-            let config = config(addr, backends, &stats);
+            let config = config_bind(addr, bind_extra, backends, &stats);
             let path = dir.join("haproxy.cfg");
             std::fs::write(&path, &config).expect("writing haproxy.cfg");
             let mut cmd = Command::new(bin);
