@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The arena's figures for BENCHMARKS.md: arena_server with BOTS bots at 30 Hz, watched by
+# The arena's figures for BENCHMARKS-HISTORY.md: arena_server with BOTS bots at 30 Hz, watched by
 # SPECTATORS spectators (arena_client --spectators, one process) for SECONDS seconds. Prints
 # the server's own report lines (tick handler time, overruns, bytes per client per second),
 # the spectators' summary, and the server process's CPU per tick (user + system, from

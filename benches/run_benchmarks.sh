@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks: repod's echo_server against the baselines in benches/baselines/
 # (Python repod, tokio multi-thread and current-thread, the raw mio floor), loaded by
-# examples/loadgen.rs over loopback. See BENCHMARKS.md for the results and how to read them.
+# examples/loadgen.rs over loopback. See BENCHMARKS-HISTORY.md for the results and how to read them.
 #
 #   benches/run_benchmarks.sh                 # RUNS=3, about 12 minutes on 2 cores
 #   RUNS=5 benches/run_benchmarks.sh
@@ -29,7 +29,7 @@
 #   LG_ARGS    extra loadgen options for every run, e.g. "--threads 2" []
 #   WARM       1: keep every CPU awake with a nice-19 busy loop pinned to it for the whole run,
 #              so ping-pong latency measures the code path rather than the VM's vCPU wake-ups
-#              (see BENCHMARKS.md, WebSocket); result lines then carry "warm":1 [0]
+#              (see BENCHMARKS-HISTORY.md, WebSocket); result lines then carry "warm":1 [0]
 #   OUT        result file [benches/results/<UTC timestamp>.jsonl]; the loadgen output
 #              goes next to it as .log
 #   PYTHON     interpreter for the venv [~/.pyenv/versions/3.12.1/bin/python, else python3.12]

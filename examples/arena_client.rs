@@ -13,7 +13,7 @@
 //!
 //! `--spectators N --seconds S` is a load tool instead: N spectators, no terminal, stepped in
 //! one loop for S seconds, then `spectators: N snapshots=A bytes_per_client_per_s=B gaps=C`
-//! (for BENCHMARKS.md).
+//! (for BENCHMARKS-HISTORY.md).
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};

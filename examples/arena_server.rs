@@ -28,7 +28,7 @@
 //!   The page itself is still served over plain HTTP by this example.
 //! - `--report-secs N`: every N seconds, one line `report: players=A conns=B ticks=C
 //!   tick_avg_us=D tick_max_us=E overruns=F bytes_per_client_per_s=G` (the figures of
-//!   BENCHMARKS.md).
+//!   BENCHMARKS-HISTORY.md).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;

@@ -34,7 +34,7 @@
 //!
 //! Where a server stands in the argument list still moves its ratio by about half a percent
 //! (the same binary twice reads 0.994–1.000): for a verdict, run both orders and count every
-//! adjacent pairing (BENCHMARKS.md, "Paired RTT").
+//! adjacent pairing (BENCHMARKS-HISTORY.md, "Paired RTT").
 //!
 //! Prints per server: the round trips, exact p50, p99 and mean; then, for each server after the
 //! first, the median of the per-block p50 ratios against the first with its interquartile range,

@@ -244,7 +244,7 @@ impl Config {
     /// virtual machine whose idle vCPU halted) at the price of CPU: while messages keep coming
     /// less than `spin` apart, the reactor's core runs at 100% even when it has little to do;
     /// an idle server still sleeps, `spin` after its last message. Default `None` (off): for
-    /// latency-critical servers on a dedicated core, with `spin` around 50 µs. BENCHMARKS.md
+    /// latency-critical servers on a dedicated core, with `spin` around 50 µs. BENCHMARKS-HISTORY.md
     /// has the figures.
     ///
     /// ```

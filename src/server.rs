@@ -896,7 +896,7 @@ impl<C: ChannelHandler> Driver for Core<C> {
         );
         // Figures left unpublished by a busy turn go out at most PUBLISH_IDLE later. Not at
         // `publish_due` itself: a timer 1 ms out after every turn measurably slows a ping-pong
-        // (BENCHMARKS.md, "RTT"); one 50 ms out only moves later while messages flow, which
+        // (BENCHMARKS-HISTORY.md, "RTT"); one 50 ms out only moves later while messages flow, which
         // leaves the reactor's alarm as it was set.
         let publish = self
             .publish_due

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# "Scale on paper" measurements (BENCHMARKS.md): kernel memory per idle TCP connection, and the
+# "Scale on paper" measurements (BENCHMARKS-HISTORY.md): kernel memory per idle TCP connection, and the
 # server's CPU per fan-out message. Release builds from run_benchmarks.sh must exist.
 #
 #   benches/results/20261203-scale.sh kmem N [--ws]      # N idle connections held open
