@@ -322,13 +322,15 @@ enum Write<'a> {
     CloseNotify,
 }
 
-/// Appends what `encode` writes (a handshake record) to `out`, growing it as asked.
+/// Appends what `encode` writes (a handshake record) to `out`, growing it by exactly the
+/// record's size: asked first with no room, rustls says how much it needs. (Reserving a guess
+/// per record made a handshake's buffer grow to several times its flight, and a server in the
+/// middle of many handshakes kept all of them.)
 fn encode(
     out: &mut Vec<u8>,
     mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<(), TlsError> {
     let start = out.len();
-    out.resize(start + 4096, 0);
     loop {
         match encode(&mut out[start..]) {
             Ok(n) => {
