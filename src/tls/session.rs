@@ -323,9 +323,8 @@ enum Write<'a> {
 }
 
 /// Appends what `encode` writes (a handshake record) to `out`, growing it by exactly the
-/// record's size: asked first with no room, rustls says how much it needs. (Reserving a guess
-/// per record made a handshake's buffer grow to several times its flight, and a server in the
-/// middle of many handshakes kept all of them.)
+/// record's size: asked first with no room, rustls says how much it needs (a guess reserved per
+/// record grew a handshake's buffer past the size of its flight).
 fn encode(
     out: &mut Vec<u8>,
     mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
