@@ -260,24 +260,19 @@ impl Reactor {
     pub(super) fn transport_ready(&mut self, index: usize, driver: &mut impl Driver) {
         let id = self.id_of(index);
         let link = &mut self.links[index];
-        {
-            {
-                link.state = State::Open;
-                if let Codec::Upgrade(up) = &mut link.codec {
-                    // The request goes first; messages sent meanwhile wait for the answer.
-                    let request = std::mem::take(&mut up.request);
-                    link.out_hold = request.len();
-                    link.out.splice(0..0, request);
-                    link.state = State::Upgrading;
-                }
-                if link.queued() > 0 && !link.dirty {
-                    link.dirty = true;
-                    self.dirty.push(index);
-                }
-                if link.state == State::Open {
-                    driver.connected(self, id);
-                }
-            }
+        link.state = State::Open;
+        if let Codec::Upgrade(up) = &mut link.codec {
+            // The request goes first; messages sent meanwhile wait for the answer.
+            let request = std::mem::take(&mut up.request);
+            link.out_hold = request.len();
+            link.out.splice(0..0, request);
+            link.state = State::Upgrading;
+        }
+        if link.queued() > 0 {
+            self.mark_dirty(index);
+        }
+        if self.links[index].state == State::Open {
+            driver.connected(self, id);
         }
     }
 
