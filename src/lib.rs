@@ -129,6 +129,9 @@ mod dispatch;
 pub mod encode;
 mod error;
 pub mod frame;
+// Entry points for the fuzz targets in `fuzz/`: compiled only for them (cargo-fuzz passes
+// `--cfg fuzzing` to every crate it builds) and for this crate's own unit tests.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
