@@ -45,6 +45,7 @@ pub struct Config {
     pub(crate) nodelay: bool,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) user_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) heartbeat_timeout: Option<Duration>,
     pub(crate) busy_poll: Option<Duration>,
@@ -105,6 +106,7 @@ impl Default for Config {
             nodelay: true,
             keepalive: None,
             user_timeout: None,
+            connect_timeout: Some(Duration::from_secs(10)),
             heartbeat: None,
             heartbeat_timeout: None,
             busy_poll: None,
@@ -198,6 +200,19 @@ impl Config {
     /// ```
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.keepalive = keepalive;
+        self
+    }
+
+    /// For clients: the longest a connection may take to be established: TCP connected, then
+    /// the TLS handshake and the WebSocket upgrade if any. Past it the attempt ends with an
+    /// `error` event: [`Error::Io`](crate::Error::Io) (`TimedOut`) while TCP connects,
+    /// [`Error::Tls`](crate::Error::Tls) (`TlsError::Timeout`) during the TLS handshake,
+    /// [`Error::Handshake`](crate::Error::Handshake) (`Timeout`) during the upgrade. Without
+    /// it an address that drops packets (a black hole) keeps a connect waiting for the
+    /// system's SYN retries, about two minutes on Linux. Default 10 s; `None` waits as long as
+    /// the system does.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 

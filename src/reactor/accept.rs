@@ -87,7 +87,19 @@ impl Reactor {
     pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ChannelId> {
         let stream = TcpStream::connect(addr)?;
         let codec = Codec::Frames(FrameDecoder::new(self.cfg.max_frame_len));
-        self.insert(stream, None, State::Connecting, Transport::Tcp, codec)
+        let id = self.insert(stream, None, State::Connecting, Transport::Tcp, codec)?;
+        self.connect_deadline(id);
+        Ok(id)
+    }
+
+    /// Bounds the time until a new outgoing connection is established
+    /// ([`Config::connect_timeout`]).
+    fn connect_deadline(&mut self, id: ChannelId) {
+        if let Some(limit) = self.cfg.connect_timeout {
+            let deadline = Instant::now() + limit;
+            self.links[id.index()].close_deadline = Some(deadline);
+            self.linger_check_at = Some(self.linger_check_at.map_or(deadline, |t| t.min(deadline)));
+        }
     }
 
     /// Starts a non-blocking connect to a WebSocket server at `addr`; the upgrade to `url`
@@ -105,7 +117,9 @@ impl Reactor {
         };
         let transport = Transport::WsClient(MaskKeys::from_os());
         let codec = Codec::Upgrade(Box::new(upgrade));
-        self.insert(stream, None, State::Connecting, transport, codec)
+        let id = self.insert(stream, None, State::Connecting, transport, codec)?;
+        self.connect_deadline(id);
+        Ok(id)
     }
 
     /// Starts a non-blocking connect that speaks TLS to `host` (the name its certificate must
@@ -272,6 +286,7 @@ impl Reactor {
             self.mark_dirty(index);
         }
         if self.links[index].state == State::Open {
+            self.links[index].close_deadline = None;
             driver.connected(self, id);
         }
     }

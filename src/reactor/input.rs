@@ -454,6 +454,7 @@ impl Reactor {
                     let link = &mut self.links[index];
                     link.codec = Codec::Ws(WsDecoder::new(Role::Client, max_frame_len));
                     link.state = State::Open;
+                    link.close_deadline = None;
                     link.out_hold = usize::MAX;
                     if link.queued() > 0 && !link.dirty {
                         link.dirty = true;

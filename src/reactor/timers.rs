@@ -36,9 +36,16 @@ impl Reactor {
             self.linger_check_at = None;
             let mut expired = Vec::new();
             let mut upgrades_late = Vec::new();
+            let mut connects_late = Vec::new();
             for (i, l) in &self.links {
+                let connecting = matches!(l.state, State::Connecting | State::Upgrading);
                 match l.close_deadline {
                     Some(d) if l.state == State::Accepting && now >= d => upgrades_late.push(i),
+                    Some(d) if connecting && now >= d => connects_late.push(i),
+                    Some(d) if connecting => {
+                        self.linger_check_at =
+                            Some(self.linger_check_at.map_or(d, |t: Instant| t.min(d)));
+                    }
                     Some(d) if !l.is_live() && now >= d => expired.push(i),
                     Some(d) if !l.is_live() => {
                         self.linger_check_at =
@@ -50,6 +57,20 @@ impl Reactor {
             for i in expired {
                 log::debug!("repod: dropping {:?}: linger time is up", self.id_of(i));
                 self.remove(i);
+            }
+            for i in connects_late {
+                let link = &self.links[i];
+                let err = match link.state {
+                    _ if link.tls_handshaking() => tls::timeout(),
+                    State::Upgrading => Error::Handshake(handshake::HandshakeError::Timeout),
+                    _ => Error::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connecting timed out (Config::connect_timeout)",
+                    )),
+                };
+                let id = self.id_of(i);
+                log::warn!("repod: {id:?}: {err}");
+                self.close(id, DisconnectReason::Error(err));
             }
             for i in upgrades_late {
                 let link = &self.links[i];
