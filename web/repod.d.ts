@@ -75,6 +75,13 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
+/**
+ * A WebSocket class as the `WebSocket` option takes it, called as `new WebSocket(url)` or
+ * `new WebSocket(url, protocols)`: the browser's fits, the `ws` package's (Node) too, and so does
+ * a subclass of that one passing its own options (`super(url, protocols, { ca })`).
+ */
+export type WebSocketClass = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
 export interface ClientOptions {
   /** `"immediate"` (default): handlers run as messages arrive. `"pump"`: only in `pump()`. */
   dispatch?: "immediate" | "pump";
@@ -86,8 +93,12 @@ export interface ClientOptions {
   encoderOptions?: Record<string, unknown>;
   /** Extra options for msgpack's Decoder (`extensionCodec`, `maxStrLength`, `mapKeyConverter`...). */
   decoderOptions?: Record<string, unknown>;
-  /** The WebSocket class: the global one by default; Node's `ws` package, a test double. */
-  WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
+  /**
+   * The WebSocket class to use: `globalThis.WebSocket` by default (browsers; Node 22 and later).
+   * In Node before 22 pass the `ws` package's (`import WebSocket from "ws"`, then
+   * `new Client({ WebSocket })`), or a subclass of it that adds TLS options; or a test double.
+   */
+  WebSocket?: WebSocketClass;
   /**
    * Ping the server every this many ms, measure `rtt`, and end the connection (`disconnected`)
    * when nothing arrived for `heartbeatTimeoutMs`. Off by default; the server's pings are

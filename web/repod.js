@@ -1,6 +1,6 @@
 /**
- * repod for browsers: the client side of repod's protocol over a WebSocket, mirroring Python
- * repod's `ConnectionListener` and the Rust `repod::Client`.
+ * repod for browsers (and Node): the client side of repod's protocol over a WebSocket,
+ * mirroring Python repod's `ConnectionListener` and the Rust `repod::Client`.
  *
  * Wire mapping: one WebSocket binary message carries exactly one msgpack map (a TCP frame's
  * payload, without its 4-byte length prefix), with a string key `"action"`. Right after the
@@ -8,7 +8,7 @@
  * the protocol.
  *
  * ```js
- * import { Client } from "./repod.js";
+ * import { Client } from "repod";                 // npm; or "./repod.js" next to the file
  *
  * const client = new Client();
  * client.on("connected", () => client.send({ action: "nickname", nickname: "Alice" }));
@@ -25,6 +25,11 @@
  * }
  * new Chat().connect(url);
  * ```
+ *
+ * In Node (bots, load tests), pass a WebSocket class: Node 22 and later have a global one, used
+ * by default; before that, take the `ws` package's: `new Client({ WebSocket })` with
+ * `import WebSocket from "ws"`. Anything with the browser's `onopen`/`onmessage`/`onclose`/
+ * `onerror` properties, `binaryType = "arraybuffer"`, `send` and `close` will do.
  *
  * Routing: an action goes to the handler registered with `on(action, fn)`, else to the method
  * `Network_<action>`, else to `network_received(data)` (the fallback, as in Python and Rust;
@@ -55,7 +60,8 @@
  * A handler that throws does not stop the dispatch: the exception is passed to
  * `reportError` (the console and `window.onerror` see it) and the next message is dispatched.
  *
- * Data types (msgpack via the vendored `@msgpack/msgpack`, see vendor/msgpack/README.md):
+ * Data types (msgpack via `@msgpack/msgpack` 3.x: the npm dependency, or for the pages served
+ * from this folder the vendored copy, see vendor/msgpack/README.md):
  * - msgpack str <-> string, bin <-> `Uint8Array` (Python `bytes`, Rust `repod::Bin`), nil <->
  *   `null` (`undefined` is sent as nil too), arrays <-> arrays, maps <-> plain objects.
  * - Integers: a JS number that is a safe integer is sent as a msgpack integer, any other number
@@ -76,7 +82,11 @@
  * @module repod
  */
 
-import { Decoder, Encoder } from "./vendor/msgpack/index.mjs";
+// A bare specifier: npm, bundlers and Node resolve it to the `@msgpack/msgpack` dependency.
+// Pages served straight from this folder, with no build step, map it to the vendored copy with
+// an import map before their first module script (see README.md, "Serving"):
+//   <script type="importmap">{ "imports": { "@msgpack/msgpack": "./vendor/msgpack/index.mjs" } }</script>
+import { Decoder, Encoder } from "@msgpack/msgpack";
 
 // Numeric, so a stand-in WebSocket class (Node's `ws`, a test double) needs no static constants.
 const CONNECTING = 0;
@@ -124,6 +134,7 @@ const OPEN = 1;
  * @property {number} readyState
  * @property {number} bufferedAmount
  * @property {string} binaryType
+ * @property {string} [extensions] the negotiated extensions ("" for none)
  * @property {((ev: any) => any) | null} onopen
  * @property {((ev: MessageEvent) => any) | null} onmessage
  * @property {((ev: CloseEvent) => any) | null} onclose
@@ -212,6 +223,9 @@ export class Client {
     this.#link = link;
     let ws;
     try {
+      if (typeof this.#WebSocket !== "function") {
+        throw new TypeError("no WebSocket class: pass one as the WebSocket option (in Node before 22, the ws package's)");
+      }
       ws = this.#protocols === undefined
         ? new this.#WebSocket(link.url)
         : new this.#WebSocket(link.url, this.#protocols);
@@ -229,8 +243,10 @@ export class Client {
     ws.onmessage = (ev) => this.#onMessage(link, ev);
     ws.onclose = (ev) => this.#onClose(link, ev);
     // The error event carries no detail (browsers hide it on purpose); close always follows
-    // with a code, and that is where the outcome is reported.
-    ws.onerror = null;
+    // with a code, and that is where the outcome is reported. A listener that does nothing
+    // rather than none: the `ws` package emits "error" as a Node EventEmitter event, and one
+    // with no listener is thrown (an uncaught exception: a refused connect would end a bot).
+    ws.onerror = ignore;
     return this;
   }
 
@@ -261,10 +277,20 @@ export class Client {
     // Closed by the peer but the close event not yet delivered: the browser would drop the
     // data silently, so say so now.
     if (ws.readyState !== OPEN) return 0;
-    // WebSocket.send copies the bytes, so the encoder's shared buffer is safe to reuse.
-    const bytes = this.#encoder.encodeSharedRef(data);
+    const bytes = this.#encodeFor(ws, data);
     ws.send(bytes);
     return bytes.byteLength;
+  }
+
+  /**
+   * The bytes of `data` for `ws.send`. A browser's `send` copies them, so the encoder's shared
+   * buffer is reused for the next message. Node's `ws` with an extension negotiated
+   * (permessage-deflate) compresses later, after `send` returned: it gets a copy of its own.
+   * @param {WebSocketLike} ws
+   * @param {object} data
+   */
+  #encodeFor(ws, data) {
+    return ws.extensions ? this.#encoder.encode(data) : this.#encoder.encodeSharedRef(data);
   }
 
   /**
@@ -439,7 +465,7 @@ export class Client {
     if (ws.readyState === OPEN) {
       // Microseconds, as the Rust side stamps them; only this side reads them back. Rounded
       // down, so an answer at the same instant (a frozen test clock) reads 0, not -0.4 us.
-      ws.send(this.#encoder.encodeSharedRef({ action: "_ping", t: Math.floor(performance.now() * 1000) }));
+      ws.send(this.#encodeFor(ws, { action: "_ping", t: Math.floor(performance.now() * 1000) }));
     }
   }
 
@@ -475,7 +501,7 @@ export class Client {
     if (msg.action === "_ping") {
       const ws = /** @type {WebSocketLike} */ (link.ws);
       const pong = "t" in msg ? { action: "_pong", t: msg.t } : { action: "_pong" };
-      if (ws.readyState === OPEN) ws.send(this.#encoder.encodeSharedRef(pong));
+      if (ws.readyState === OPEN) ws.send(this.#encodeFor(ws, pong));
       return;
     }
     if (msg.action === "_pong") {
@@ -533,7 +559,10 @@ export class Client {
     }
     const ws = link.ws;
     if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // Not null: see connect(). `ws` still reports the abandoned handshake of a socket closed
+    // while connecting as an "error".
+    ws.onerror = ignore;
   }
 
   /**
@@ -601,6 +630,9 @@ export class Client {
  * Python repod's name for the same class, for code ported from Python.
  */
 export const ConnectionListener = Client;
+
+/** The error listener of every socket: errors are reported from the close event. */
+function ignore() {}
 
 /** @param {unknown} e */
 function errorText(e) {
