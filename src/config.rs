@@ -31,6 +31,9 @@ pub enum SlowReaderPolicy {
     DropMessage,
 }
 
+/// The default [`Config::notsent_lowat`]: 1 byte.
+pub const DEFAULT_NOTSENT_LOWAT: u32 = 1;
+
 /// Limits and tuning for connections. See the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +49,7 @@ pub struct Config {
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) user_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) notsent_lowat: Option<u32>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) heartbeat_timeout: Option<Duration>,
     pub(crate) busy_poll: Option<Duration>,
@@ -107,6 +111,7 @@ impl Default for Config {
             keepalive: None,
             user_timeout: None,
             connect_timeout: Some(Duration::from_secs(10)),
+            notsent_lowat: Some(DEFAULT_NOTSENT_LOWAT),
             heartbeat: None,
             heartbeat_timeout: None,
             busy_poll: None,
@@ -200,6 +205,25 @@ impl Config {
     /// ```
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.keepalive = keepalive;
+        self
+    }
+
+    /// `TCP_NOTSENT_LOWAT` (Linux): the most bytes the kernel keeps queued on a
+    /// connection that it has not sent yet. Past it the socket takes no more, and what the game
+    /// sends waits in repod's queue, where a latest-wins message
+    /// ([`ChannelCtx::send_latest`](crate::ChannelCtx::send_latest)) can still be replaced by a
+    /// newer one; the reactor refills the kernel as it sends (on writable events). Without
+    /// it, on a link slower than the game's updates, the kernel's send buffer holds seconds of
+    /// stale data that nothing can take back.
+    ///
+    /// Default 1 byte ([`DEFAULT_NOTSENT_LOWAT`]): the kernel takes one more write only when
+    /// everything before it was handed to the network, so the choice of what to send is made
+    /// in repod's queue at the last moment. Data in flight (sent, not yet acknowledged) is not
+    /// limited, so throughput is still the congestion window's: a write still takes a whole
+    /// segment batch (up to 64 KiB); it only costs one more wake-up per batch the kernel sends.
+    /// `None` leaves the system's setting (unlimited). Ignored where the option does not exist.
+    pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
+        self.notsent_lowat = bytes;
         self
     }
 

@@ -301,6 +301,46 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
         self.reactor.broadcast(msg, |_| true).unwrap_or(0)
     }
 
+    /// Queues `msg` for channel `id` **latest-wins**: a message of the same action queued for
+    /// that channel and not yet written is replaced by this one, which goes after everything
+    /// queued before it. For state that only matters in its newest version (a snapshot, a
+    /// position): on a link slower than the updates, the player gets the present instead of a
+    /// backlog. Ordinary messages are never dropped or reordered by it. Returns the bytes
+    /// queued, or 0 (see [`try_send_to`](Self::try_send_to)).
+    pub fn send_latest_to<E: Encode + ?Sized>(&mut self, id: ChannelId, msg: &E) -> usize {
+        self.reactor.send_latest(id, 0, msg).unwrap_or(0)
+    }
+
+    /// As [`send_latest_to`](Self::send_latest_to), replacing only a message of the same
+    /// action *and* `key` (one key per entity, say: each unit's newest position).
+    pub fn send_latest_keyed_to<E: Encode + ?Sized>(
+        &mut self,
+        id: ChannelId,
+        key: u64,
+        msg: &E,
+    ) -> usize {
+        self.reactor.send_latest(id, key, msg).unwrap_or(0)
+    }
+
+    /// [`send_latest_to`](Self::send_latest_to) for every connected channel, encoding `msg`
+    /// once. Returns how many channels it was queued for.
+    pub fn send_to_all_latest<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.reactor.broadcast_latest(0, msg, |_| true).unwrap_or(0)
+    }
+
+    /// [`send_latest_keyed_to`](Self::send_latest_keyed_to) for every connected channel.
+    pub fn send_to_all_latest_keyed<E: Encode + ?Sized>(&mut self, key: u64, msg: &E) -> usize {
+        self.reactor
+            .broadcast_latest(key, msg, |_| true)
+            .unwrap_or(0)
+    }
+
+    /// Whether channel `id`'s link is slower than what it is sent: the socket refused part of
+    /// the last write ([`ConnStats::congested`]). The cue to send that player less.
+    pub fn is_congested(&self, id: ChannelId) -> bool {
+        self.reactor.conn_stats(id).is_some_and(|s| s.congested)
+    }
+
     /// Sends `msg`, encoded once, to every channel whose state passes `filter`. A channel whose
     /// handler is running right now is not offered to `filter` (its state is the `self` of that
     /// handler, which can `ctx.send` to itself). Returns how many channels it was queued for.
@@ -514,6 +554,17 @@ impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
         self.inner.send_to(self.id, msg)
     }
 
+    /// Sends `msg` to this channel latest-wins; see [`ServerCtx::send_latest_to`].
+    pub fn send_latest<E: Encode + ?Sized>(&mut self, msg: &E) -> usize {
+        self.inner.send_latest_to(self.id, msg)
+    }
+
+    /// Sends `msg` to this channel latest-wins by action and `key`; see
+    /// [`ServerCtx::send_latest_keyed_to`].
+    pub fn send_latest_keyed<E: Encode + ?Sized>(&mut self, key: u64, msg: &E) -> usize {
+        self.inner.send_latest_keyed_to(self.id, key, msg)
+    }
+
     /// As [`send`](Self::send), with the reason when nothing was queued.
     ///
     /// # Errors
@@ -552,6 +603,9 @@ type Call<C> = Box<dyn FnOnce(&mut <C as ChannelHandler>::Server, &mut ServerCtx
 enum Command<C: ChannelHandler> {
     SendTo(ChannelId, Vec<u8>),
     SendToAll(Vec<u8>),
+    /// Latest-wins, with its key.
+    SendLatestTo(ChannelId, u64, Vec<u8>),
+    SendToAllLatest(u64, Vec<u8>),
     Close(ChannelId),
     Stop,
     Drain(Duration),
@@ -724,6 +778,12 @@ impl<C: ChannelHandler> Core<C> {
                 }
                 Command::SendToAll(framed) => {
                     reactor.send_framed_to_all(&framed);
+                }
+                Command::SendLatestTo(id, key, framed) => {
+                    let _ = reactor.send_framed_latest(id, key, &framed);
+                }
+                Command::SendToAllLatest(key, framed) => {
+                    reactor.framed_to_all_latest(key, &framed, &mut |_| true);
                 }
                 Command::Close(id) => reactor.close(id, DisconnectReason::Closed),
                 Command::Stop => self.control.stop = true,
@@ -1354,6 +1414,28 @@ impl<C: ChannelHandler> ServerHandle<C> {
         };
         let n = framed.len();
         self.mailbox.post(Command::SendToAll(framed));
+        n
+    }
+
+    /// Sends `msg` to channel `id` latest-wins by action and `key` (0 for the action alone),
+    /// from any thread; see [`ServerCtx::send_latest_keyed_to`]. Returns the bytes queued.
+    pub fn send_latest_to<E: Encode + ?Sized>(&self, id: ChannelId, key: u64, msg: &E) -> usize {
+        let Some(framed) = self.framed(msg) else {
+            return 0;
+        };
+        let n = framed.len();
+        self.mailbox.post(Command::SendLatestTo(id, key, framed));
+        n
+    }
+
+    /// Sends `msg` latest-wins by action and `key` (0 for the action alone) to every channel
+    /// connected when the reactor runs the command; see [`ServerCtx::send_to_all_latest`].
+    pub fn send_to_all_latest<E: Encode + ?Sized>(&self, key: u64, msg: &E) -> usize {
+        let Some(framed) = self.framed(msg) else {
+            return 0;
+        };
+        let n = framed.len();
+        self.mailbox.post(Command::SendToAllLatest(key, framed));
         n
     }
 

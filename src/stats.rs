@@ -62,8 +62,17 @@ pub struct ConnStats {
     pub msgs_in: u64,
     /// Frames queued (the greeting and heartbeats included).
     pub msgs_out: u64,
-    /// Bytes queued and not yet taken by the socket.
+    /// Bytes queued and not yet taken by the socket: messages in repod's queue (and, over TLS,
+    /// records not yet written).
     pub queued: usize,
+    /// Latest-wins messages ([`ChannelCtx::send_latest`](crate::ChannelCtx::send_latest))
+    /// replaced by a newer one of the same action and key before they were written.
+    pub replaced: u64,
+    /// The socket did not take everything at the last write: the kernel's unsent queue is full
+    /// (bounded by [`Config::notsent_lowat`](crate::Config::notsent_lowat)), so the player's
+    /// link is slower than what the game sends it. The cue to send that player less (a lower
+    /// update rate, less detail); latest-wins messages already keep only the newest.
+    pub congested: bool,
     /// When the connection was accepted (or, on a client, when the connect began).
     pub connected_since: Instant,
     /// When the last bytes arrived from the peer.
@@ -83,6 +92,8 @@ impl ConnStats {
             msgs_in: 0,
             msgs_out: 0,
             queued: 0,
+            replaced: 0,
+            congested: false,
             connected_since: now,
             last_received: now,
             rtt: None,

@@ -180,6 +180,10 @@ impl Reactor {
             login: None,
             out: Vec::new(),
             out_pos: 0,
+            out_base: 0,
+            latest: Vec::new(),
+            replaced: 0,
+            congested: false,
             out_hold: usize::MAX,
             dirty: false,
             close_sent: false,
@@ -279,6 +283,10 @@ impl Reactor {
             // The request goes first; messages sent meanwhile wait for the answer.
             let request = std::mem::take(&mut up.request);
             link.out_hold = request.len();
+            // Latest-wins entries queued meanwhile move back by the request's length.
+            for k in &mut link.latest {
+                k.at += request.len() as u64;
+            }
             link.out.splice(0..0, request);
             link.state = State::Upgrading;
         }
@@ -424,6 +432,12 @@ pub(super) fn set_socket_options(cfg: &Config, stream: &TcpStream) {
             .with_retries(k.count);
         if let Err(e) = socket.set_tcp_keepalive(&params) {
             log::warn!("repod: cannot set TCP keepalive: {e}");
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(bytes) = cfg.notsent_lowat {
+        if let Err(e) = socket.set_tcp_notsent_lowat(bytes) {
+            log::warn!("repod: cannot set TCP_NOTSENT_LOWAT: {e}");
         }
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -238,6 +238,16 @@ struct Link {
     login: Option<Box<crate::ws::Login>>,
     out: Vec<u8>,
     out_pos: usize,
+    /// Bytes removed from the front of `out` so far: a latest-wins entry's stream offset
+    /// minus this is its position in `out` (or it is gone, if negative).
+    out_base: u64,
+    /// The latest-wins messages queued in `out`, by identity (see `output.rs`).
+    latest: Vec<Keyed>,
+    /// Latest-wins messages replaced before they were written.
+    replaced: u64,
+    /// The socket refused part of the output at the last write (its unsent queue is full, to
+    /// `Config::notsent_lowat`): the peer's link is slower than what is sent to it.
+    congested: bool,
     /// Output past this position waits (a WebSocket client's messages wait for the upgrade).
     out_hold: usize,
     dirty: bool,
@@ -268,6 +278,24 @@ impl Link {
         self.out.len() - self.out_pos + self.tls.as_ref().map_or(0, |t| t.pending())
     }
 
+    /// Everything in `out` was written: it starts over, empty.
+    fn written_all(&mut self) {
+        self.out_base += self.out.len() as u64;
+        self.out.clear();
+        self.out_pos = 0;
+        self.latest.clear();
+    }
+
+    /// Removes from the latest-wins list the entry of `ident`, and returns where its message
+    /// lies in `out` if the socket has not started taking it.
+    fn take_latest(&mut self, ident: u64) -> Option<std::ops::Range<usize>> {
+        let i = self.latest.iter().position(|k| k.ident == ident)?;
+        let k = self.latest.swap_remove(i);
+        let start = k.at.checked_sub(self.out_base)? as usize;
+        let end = start + k.len as usize;
+        (start >= self.out_pos && end <= self.out.len()).then_some(start..end)
+    }
+
     /// Whether a TLS handshake is still going on (the connection is not a channel yet on a
     /// server, not connected yet on a client).
     fn tls_handshaking(&self) -> bool {
@@ -289,6 +317,16 @@ impl Link {
     fn is_ws(&self) -> bool {
         !matches!(self.transport, Transport::Tcp)
     }
+}
+
+/// Where a latest-wins message lies in a link's output (see `output.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    /// Its action and key, hashed.
+    ident: u64,
+    /// Its first byte, as an offset in everything the link ever queued (`Link::out_base`).
+    at: u64,
+    len: u32,
 }
 
 /// One listening socket; `ws` is set for a WebSocket listener, `proxy` when its connections
@@ -463,6 +501,8 @@ impl Reactor {
             msgs_in: l.msgs_in,
             msgs_out: l.msgs_out,
             queued: l.queued(),
+            replaced: l.replaced,
+            congested: l.congested,
             connected_since: l.since,
             last_received: l.last_rx,
             rtt: l.rtt,

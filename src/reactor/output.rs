@@ -22,6 +22,143 @@ impl Reactor {
         })
     }
 
+    /// Encodes `msg` as one frame into `id`'s output, latest-wins: it replaces the message of
+    /// the same action and `key` that is still waiting there, unwritten (see
+    /// [`queue_latest`](Self::queue_latest)). Returns the bytes queued.
+    pub(crate) fn send_latest<E: Encode + ?Sized>(
+        &mut self,
+        id: ChannelId,
+        key: u64,
+        msg: &E,
+    ) -> Result<usize, Error> {
+        // Framed first in the shared buffer: the action is read from the encoded message, and
+        // a WebSocket frame is made from the same bytes.
+        let mut framed = std::mem::take(&mut self.shared_frame);
+        framed.clear();
+        let r = frame::encode_frame_with(&mut framed, self.cfg.max_frame_len, |b| msg.encode(b))
+            .and_then(|_| self.send_framed_latest(id, key, &framed));
+        self.shared_frame = framed;
+        r
+    }
+
+    /// [`send_latest`](Self::send_latest) for one already length-prefixed frame.
+    pub(crate) fn send_framed_latest(
+        &mut self,
+        id: ChannelId,
+        key: u64,
+        framed: &[u8],
+    ) -> Result<usize, Error> {
+        let payload = &framed[frame::HEADER_LEN..];
+        let ident = latest_ident(payload, key);
+        self.queue_latest(id, ident, |out, transport| {
+            match transport {
+                Transport::Tcp => out.extend_from_slice(framed),
+                ws => wscodec::encode_frame(out, Opcode::Binary, true, payload, ws.mask()),
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends one message latest-wins to every open connection that `to` accepts, encoding it
+    /// once. Returns how many connections it was queued for.
+    pub(crate) fn broadcast_latest<E: Encode + ?Sized>(
+        &mut self,
+        key: u64,
+        msg: &E,
+        mut to: impl FnMut(ChannelId) -> bool,
+    ) -> Result<usize, Error> {
+        let mut framed = std::mem::take(&mut self.shared_frame);
+        framed.clear();
+        let r = frame::encode_frame_with(&mut framed, self.cfg.max_frame_len, |b| msg.encode(b));
+        let count = r.map(|_| self.framed_to_all_latest(key, &framed, &mut to));
+        self.shared_frame = framed;
+        count
+    }
+
+    /// Queues one length-prefixed frame latest-wins for every open connection `to` accepts
+    /// (framed at most once more, for every WebSocket player at once).
+    pub(crate) fn framed_to_all_latest(
+        &mut self,
+        key: u64,
+        framed: &[u8],
+        to: &mut impl FnMut(ChannelId) -> bool,
+    ) -> usize {
+        let payload = &framed[frame::HEADER_LEN..];
+        let ident = latest_ident(payload, key);
+        let mut ws_framed = std::mem::take(&mut self.shared_ws_frame);
+        ws_framed.clear();
+        let mut count = 0;
+        for index in 0..self.links.capacity() {
+            if self.links.get(index).is_none_or(|l| l.state != State::Open) {
+                continue;
+            }
+            let id = self.id_of(index);
+            if !to(id) {
+                continue;
+            }
+            if matches!(self.links[index].transport, Transport::WsServer) && ws_framed.is_empty() {
+                wscodec::encode_frame(&mut ws_framed, Opcode::Binary, true, payload, None);
+            }
+            let sent = self.queue_latest(id, ident, |out, transport| {
+                match transport {
+                    Transport::Tcp => out.extend_from_slice(framed),
+                    Transport::WsServer => out.extend_from_slice(&ws_framed),
+                    ws => wscodec::encode_frame(out, Opcode::Binary, true, payload, ws.mask()),
+                }
+                Ok(())
+            });
+            if sent.is_ok() {
+                count += 1;
+            }
+        }
+        self.shared_ws_frame = ws_framed;
+        count
+    }
+
+    /// Appends one message as [`queue`](Self::queue) does, then takes out of the queue the
+    /// message of the same identity (action and key) if it is still waiting, unwritten: the
+    /// newest stands last, after every message queued before it.
+    ///
+    /// Why last: a client then never sees messages out of the order they were sent in. A
+    /// score sent after the old snapshot and before the new one arrives before the new one,
+    /// as it was sent; had the new snapshot taken the old one's place, it would arrive before
+    /// a message sent earlier than itself. Ordinary messages are never dropped or reordered: a
+    /// replacement only removes the older message of its own identity. A message the socket
+    /// has started to take is not replaced (half of it is gone): the new one follows it.
+    fn queue_latest(
+        &mut self,
+        id: ChannelId,
+        ident: u64,
+        write: impl FnOnce(&mut Vec<u8>, &mut Transport) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        let link = self
+            .link_mut(id)
+            .filter(|l| l.is_live())
+            .ok_or(Error::Closed)?;
+        compact(link);
+        let before = link.out.len();
+        write(&mut link.out, &mut link.transport)?;
+        let n = link.out.len() - before;
+        // The cap applies before the old message goes: a refused message leaves it in place.
+        let queued = self.admit(id, before, n, 1)?;
+        let link = &mut self.links[id.index()];
+        let mut start = before;
+        if let Some(old) = link.take_latest(ident) {
+            link.out.drain(old.clone());
+            start -= old.len();
+            link.msgs_out -= 1;
+            self.counters.msgs_out -= 1;
+            link.replaced += 1;
+        }
+        let at = link.out_base + start as u64;
+        link.latest.push(Keyed {
+            ident,
+            at,
+            len: n as u32,
+        });
+        Ok(queued)
+    }
+
     /// Queues bytes that are already length-prefixed frames (from another thread's handle, or
     /// a broadcast), re-framed for a WebSocket connection.
     pub(crate) fn send_framed(&mut self, id: ChannelId, framed: &[u8]) -> Result<usize, Error> {
@@ -221,7 +358,10 @@ impl Reactor {
                     link.bytes_out += n as u64;
                     self.counters.bytes_out += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    link.congested = true;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.write_failed(index, e),
             }
@@ -229,8 +369,8 @@ impl Reactor {
         if link.out_pos < link.out.len() {
             return; // held back until the upgrade completes
         }
-        link.out.clear();
-        link.out_pos = 0;
+        link.congested = false;
+        link.written_all();
         if link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open) {
             link.out = Vec::new();
             link.fresh = false;
@@ -264,7 +404,10 @@ impl Reactor {
                         link.bytes_out += n as u64;
                         self.counters.bytes_out += n as u64;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        link.congested = true;
+                        return;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return self.write_failed(index, e),
                 }
@@ -284,8 +427,12 @@ impl Reactor {
             if link.out_pos < link.out.len() {
                 return; // held back until the upgrade completes
             }
+            link.congested = false;
+            // As `Link::written_all`, field by field: `layer` borrows the link's TLS layer.
+            link.out_base += link.out.len() as u64;
             link.out.clear();
             link.out_pos = 0;
+            link.latest.clear();
             if link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open) {
                 link.out = Vec::new();
                 link.fresh = false;
@@ -353,16 +500,181 @@ impl Reactor {
     }
 }
 
+/// The identity of a latest-wins message: its action and the caller's key (an entity, say),
+/// hashed. A payload whose action cannot be read is keyed by `key` alone.
+fn latest_ident(payload: &[u8], key: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    if let Ok(m) = crate::message::Message::parse(payload) {
+        m.action_bytes().hash(&mut h);
+    }
+    key.hash(&mut h);
+    h.finish()
+}
+
 /// Drops already-written bytes from the front of a large output buffer.
 pub(super) fn compact(link: &mut Link) {
     if link.out_pos == link.out.len() {
-        link.out.clear();
-        link.out_pos = 0;
+        link.written_all();
     } else if link.out_pos >= KEEP_OUTPUT && link.out_pos * 2 >= link.out.len() {
         link.out.drain(..link.out_pos);
+        link.out_base += link.out_pos as u64;
         if link.out_hold != usize::MAX {
             link.out_hold -= link.out_pos;
         }
         link.out_pos = 0;
+    }
+}
+
+/// Latest-wins replacement, on a real connection whose output is inspected before any of it is
+/// written (the reactor writes at the end of a turn; these tests never turn it after the
+/// accept).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    struct Accepting(Option<ChannelId>);
+
+    impl Driver for Accepting {
+        fn accepted(&mut self, _: &mut Reactor, id: ChannelId) {
+            self.0 = Some(id);
+        }
+        fn frame(&mut self, _: &mut Reactor, _: ChannelId, _: &[u8]) {}
+        fn closed(&mut self, _: &mut Reactor, _: ChannelId, _: DisconnectReason) {}
+    }
+
+    /// A reactor with one accepted TCP connection, and the peer's socket.
+    fn connected() -> (Reactor, ChannelId, std::net::TcpStream) {
+        let mut r = Reactor::new(Config::default()).unwrap();
+        let addr = r
+            .listen("127.0.0.1:0".parse().unwrap(), None, false, None, None)
+            .unwrap();
+        let peer = std::net::TcpStream::connect(addr).unwrap();
+        let mut d = Accepting(None);
+        let until = Instant::now() + Duration::from_secs(10);
+        while d.0.is_none() && Instant::now() < until {
+            r.turn(Some(Duration::from_millis(10)), &mut d).unwrap();
+        }
+        (r, d.0.expect("accepted"), peer)
+    }
+
+    /// The queued messages not yet written, as (action, n).
+    fn queued(r: &Reactor, id: ChannelId) -> Vec<(String, u64)> {
+        let link = r.link(id).unwrap();
+        frame::payloads(&link.out[link.out_pos..])
+            .map(|p| {
+                let m = Message::parse(p).unwrap();
+                (m.action().to_owned(), m.u64("n").unwrap_or(0))
+            })
+            .collect()
+    }
+
+    fn names(q: &[(String, u64)]) -> Vec<String> {
+        q.iter().map(|(a, n)| format!("{a}{n}")).collect()
+    }
+
+    #[test]
+    fn the_newest_replaces_the_waiting_one_and_goes_last() {
+        let (mut r, id, _peer) = connected();
+        r.flush(id.index()); // the greeting-less accept wrote nothing; start from empty
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 1 })
+            .unwrap();
+        r.send(id, &msg! { "action": "score", "n": 1 }).unwrap();
+        r.send_latest(id, 0, &msg! { "action": "pos", "n": 1 })
+            .unwrap();
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 2 })
+            .unwrap();
+        r.send(id, &msg! { "action": "score", "n": 2 }).unwrap();
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 3 })
+            .unwrap();
+        // Ordinary messages all there, in order; one snap, the newest, after everything sent
+        // before it; the other action's latest message untouched.
+        assert_eq!(
+            names(&queued(&r, id)),
+            ["score1", "pos1", "score2", "snap3"]
+        );
+        let stats = r.conn_stats(id).unwrap();
+        assert_eq!(stats.replaced, 2);
+        assert_eq!(
+            stats.msgs_out, 4,
+            "replaced messages are not counted as sent"
+        );
+    }
+
+    #[test]
+    fn keys_separate_entities_of_one_action() {
+        let (mut r, id, _peer) = connected();
+        r.send_latest(id, 7, &msg! { "action": "unit", "n": 1 })
+            .unwrap();
+        r.send_latest(id, 8, &msg! { "action": "unit", "n": 2 })
+            .unwrap();
+        r.send_latest(id, 7, &msg! { "action": "unit", "n": 3 })
+            .unwrap();
+        r.send_latest(id, 0, &msg! { "action": "other", "n": 7 })
+            .unwrap();
+        assert_eq!(names(&queued(&r, id)), ["unit2", "unit3", "other7"]);
+    }
+
+    #[test]
+    fn a_message_the_socket_has_started_is_not_replaced() {
+        let (mut r, id, _peer) = connected();
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 1 })
+            .unwrap();
+        // As if the kernel had taken the first 3 bytes of it.
+        r.link_mut(id).unwrap().out_pos = 3;
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 2 })
+            .unwrap();
+        let link = r.link(id).unwrap();
+        // The first snap is still whole in the buffer, the second follows it.
+        let all: Vec<u64> = frame::payloads(&link.out)
+            .map(|p| Message::parse(p).unwrap().u64("n").unwrap())
+            .collect();
+        assert_eq!(all, [1, 2]);
+        // And a third replaces the second, which had not started.
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 3 })
+            .unwrap();
+        let link = r.link(id).unwrap();
+        let all: Vec<u64> = frame::payloads(&link.out)
+            .map(|p| Message::parse(p).unwrap().u64("n").unwrap())
+            .collect();
+        assert_eq!(all, [1, 3]);
+    }
+
+    #[test]
+    fn written_messages_leave_no_entry_behind() {
+        let (mut r, id, _peer) = connected();
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 1 })
+            .unwrap();
+        r.flush(id.index()); // the kernel takes it
+        assert!(queued(&r, id).is_empty());
+        r.send(id, &msg! { "action": "score", "n": 1 }).unwrap();
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 2 })
+            .unwrap();
+        // Nothing to replace: the first snap is gone to the socket; the new one is queued.
+        assert_eq!(names(&queued(&r, id)), ["score1", "snap2"]);
+        assert_eq!(r.conn_stats(id).unwrap().replaced, 0);
+    }
+
+    #[test]
+    fn a_refused_replacement_keeps_the_old_message() {
+        let mut cfg = Config::default().max_queued_output(64);
+        cfg = cfg.slow_reader(SlowReaderPolicy::DropMessage);
+        let (mut r, id, _peer) = connected();
+        r.set_config(cfg);
+        r.send_latest(id, 0, &msg! { "action": "snap", "n": 1 })
+            .unwrap();
+        let big = "x".repeat(100);
+        r.send(id, &msg! { "action": "score", "n": 1, "pad": big.as_str() })
+            .unwrap_err();
+        r.send(id, &msg! { "action": "pad", "pad": big.as_str() })
+            .ok();
+        let over = r.send_latest(
+            id,
+            0,
+            &msg! { "action": "snap", "n": 2, "pad": big.as_str() },
+        );
+        assert!(over.is_err());
+        assert_eq!(names(&queued(&r, id))[0], "snap1");
     }
 }
