@@ -16,7 +16,8 @@
 //!
 //! The server is authoritative and runs on the reactor's thread with no lock: inputs arrive
 //! as messages and are stored, the 30 Hz tick steps the simulation (`arena/sim.rs`, which
-//! knows nothing of the network) and broadcasts one snapshot to everyone, encoded once. A
+//! knows nothing of the network) and broadcasts one snapshot to everyone, encoded once and
+//! latest-wins (a slow link gets the newest, not a backlog). A
 //! client that connects and never sends `join` is a spectator. The protocol is in
 //! `arena/proto.rs`.
 //!
@@ -116,7 +117,12 @@ impl ServerHandler<Seat> for Arena {
     fn on_tick(&mut self, ctx: &mut ServerCtx<'_, Seat>) {
         self.world.step();
         proto::snapshot_bytes(&self.world, &mut self.players, &mut self.gems);
-        ctx.send_to_all(&proto::snapshot(self.world.tick, &self.players, &self.gems));
+        // Latest-wins: a player whose link is slower than 30 snapshots a second gets the newest
+        // one the moment the link can take it, not a backlog of stale ones (names and scores
+        // below stay ordinary messages: each of them counts). The clients interpolate between
+        // the last two snapshots they got, over the time between their arrivals, so skipped
+        // ticks only make a longer, still smooth, step.
+        ctx.send_to_all_latest(&proto::snapshot(self.world.tick, &self.players, &self.gems));
         if std::mem::take(&mut self.world.roster_changed) {
             self.world.scores_changed = false; // the board carries them
             ctx.send_to_all(&proto::board(&self.world));
