@@ -192,6 +192,13 @@ impl ChannelHandler for Echo {
             ctx.server().0 += 1;
             Ok(())
         });
+        // Latest-wins, to one and to all: the replaced-message bookkeeping allocates nothing.
+        r.on("latest", |_, ctx, m| {
+            ctx.send_latest(&m.with_action("latest_reply"));
+            ctx.send_to_all_latest(&m.with_action("latest_all"));
+            ctx.server().0 += 1;
+            Ok(())
+        });
     }
 }
 
@@ -439,6 +446,43 @@ fn server_echo_allocates_nothing(websocket: bool) {
         (one, ten),
         (0, 0),
         "the server allocated in the steady state (run with REPOD_ALLOC_TRACE=1 to see where)"
+    );
+}
+
+/// Latest-wins sends, to one channel and to all: after a warm-up, round trips in which every
+/// reply replaces nothing and every queue empties allocate nothing on the server.
+#[test]
+fn latest_wins_sends_allocate_nothing() {
+    counter::self_check();
+    let mut server = Server::<Echo>::bind("127.0.0.1:0", Processed(0)).expect("bind");
+    let addr = server.local_addr();
+    let mut peers: Vec<RawPeer> = (0..3).map(|_| RawPeer::connect(addr)).collect();
+    let until = deadline();
+    while server.channel_count() < peers.len() {
+        assert!(Instant::now() < until, "not all connected");
+        server.step(Some(Duration::from_millis(10))).unwrap();
+    }
+    for p in &mut peers {
+        assert_eq!(p.recv().action(), "connected");
+    }
+    let mut trips = |server: &mut Server<Echo>, n: u64| {
+        for seq in 0..n {
+            let target = server.state().0 + 1;
+            peers[0].send(&msg! { "action": "latest", "seq": seq });
+            step_until(server, target);
+            assert_eq!(peers[0].recv().action(), "latest_reply");
+            for p in peers.iter_mut() {
+                assert_eq!(p.recv().action(), "latest_all");
+            }
+        }
+    };
+    // The warm-up covers every size `seq` takes, so each buffer has reached its working size.
+    let warm_up = allocations_during(|| trips(&mut server, 1000));
+    let one = allocations_during(|| trips(&mut server, 1000));
+    println!("latest-wins: {warm_up} allocations during 1,000 warm-up round trips, {one} over the next 1,000");
+    assert_eq!(
+        one, 0,
+        "latest-wins sends allocated (REPOD_ALLOC_TRACE=1 shows where)"
     );
 }
 
