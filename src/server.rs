@@ -411,6 +411,13 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
         self.reactor.conn_stats(id)
     }
 
+    /// [`stats_of`](Self::stats_of) with [`ConnStats::kernel_unsent`] filled in: the kernel's
+    /// unsent bytes, asked through `TCP_INFO` (a netlink query of a few microseconds: ask when
+    /// you show it or once a second, not per message).
+    pub fn stats_with_kernel_of(&self, id: ChannelId) -> Option<ConnStats> {
+        self.reactor.conn_stats_with_kernel(id)
+    }
+
     /// The kernel's smoothed round-trip time of channel `id`'s TCP connection (`TCP_INFO`),
     /// which needs nothing from the client. One netlink query (a few microseconds): ask it
     /// when you show it, not per message.
@@ -535,6 +542,16 @@ impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
         self.inner
             .reactor
             .conn_stats(self.id)
+            .unwrap_or(ConnStats::empty(now))
+    }
+
+    /// [`stats`](Self::stats) with [`ConnStats::kernel_unsent`] filled in; see
+    /// [`ServerCtx::stats_with_kernel_of`].
+    pub fn stats_with_kernel(&self) -> ConnStats {
+        let now = Instant::now();
+        self.inner
+            .reactor
+            .conn_stats_with_kernel(self.id)
             .unwrap_or(ConnStats::empty(now))
     }
 

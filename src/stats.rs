@@ -73,6 +73,12 @@ pub struct ConnStats {
     /// link is slower than what the game sends it. The cue to send that player less (a lower
     /// update rate, less detail); latest-wins messages already keep only the newest.
     pub congested: bool,
+    /// Bytes the kernel holds for this connection and has not sent yet (its part of the
+    /// backlog, next to [`queued`](Self::queued), repod's part): from `TCP_INFO`, one netlink
+    /// query, so only [`ServerCtx::stats_with_kernel_of`](crate::ServerCtx::stats_with_kernel_of)
+    /// and [`ChannelCtx::stats_with_kernel`](crate::ChannelCtx::stats_with_kernel) fill it in
+    /// (Linux); `None` otherwise.
+    pub kernel_unsent: Option<u32>,
     /// When the connection was accepted (or, on a client, when the connect began).
     pub connected_since: Instant,
     /// When the last bytes arrived from the peer.
@@ -94,6 +100,7 @@ impl ConnStats {
             queued: 0,
             replaced: 0,
             congested: false,
+            kernel_unsent: None,
             connected_since: now,
             last_received: now,
             rtt: None,

@@ -8,8 +8,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[cfg(target_os = "linux")]
+/// What the kernel knows of one TCP connection, from `TCP_INFO`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KernelTcp {
+    /// The smoothed round-trip time.
+    pub(crate) rtt: Duration,
+    /// Bytes written to the socket that the kernel has not sent yet.
+    pub(crate) notsent: u32,
+}
+
+/// The kernel's smoothed RTT of the connection between `local` and `peer`.
 pub(crate) fn smoothed_rtt(local: SocketAddr, peer: SocketAddr) -> io::Result<Duration> {
+    kernel_tcp(local, peer).map(|k| k.rtt)
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) fn kernel_tcp(local: SocketAddr, peer: SocketAddr) -> io::Result<KernelTcp> {
     use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
     use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
     use netlink_packet_sock_diag::inet::nlas::Nla;
@@ -55,7 +69,10 @@ pub(crate) fn smoothed_rtt(local: SocketAddr, peer: SocketAddr) -> io::Result<Du
             .nlas
             .iter()
             .find_map(|nla| match nla {
-                Nla::TcpInfo(info) => Some(Duration::from_micros(info.rtt.into())),
+                Nla::TcpInfo(info) => Some(KernelTcp {
+                    rtt: Duration::from_micros(info.rtt.into()),
+                    notsent: info.notsent_bytes,
+                }),
                 _ => None,
             })
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no TCP_INFO in the answer")),
@@ -69,7 +86,7 @@ pub(crate) fn smoothed_rtt(local: SocketAddr, peer: SocketAddr) -> io::Result<Du
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn smoothed_rtt(_local: SocketAddr, _peer: SocketAddr) -> io::Result<Duration> {
+pub(crate) fn kernel_tcp(_local: SocketAddr, _peer: SocketAddr) -> io::Result<KernelTcp> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "the kernel's RTT is read on Linux only",

@@ -70,6 +70,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const KEEP_OUTPUT: usize = 64 * 1024;
 /// Plaintext encrypted at a time on a TLS connection (four full records).
 const TLS_CHUNK: usize = 64 * 1024;
+/// The same while the socket refuses output (`Link::congested`): about what it takes at once
+/// under `Config::notsent_lowat`'s default.
+const TLS_CHUNK_CONGESTED: usize = 2 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Most connections accepted in one turn before the others get served.
@@ -503,6 +506,7 @@ impl Reactor {
             queued: l.queued(),
             replaced: l.replaced,
             congested: l.congested,
+            kernel_unsent: None,
             connected_since: l.since,
             last_received: l.last_rx,
             rtt: l.rtt,
@@ -524,6 +528,20 @@ impl Reactor {
             .link(id)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         crate::tcp_info::smoothed_rtt(link.stream.local_addr()?, link.stream.peer_addr()?)
+    }
+
+    /// [`conn_stats`](Self::conn_stats) with the kernel's unsent bytes (one `TCP_INFO` query).
+    pub(crate) fn conn_stats_with_kernel(&self, id: ChannelId) -> Option<ConnStats> {
+        let mut stats = self.conn_stats(id)?;
+        let link = self.link(id)?;
+        let (local, peer) = (
+            link.stream.local_addr().ok()?,
+            link.stream.peer_addr().ok()?,
+        );
+        if let Ok(k) = crate::tcp_info::kernel_tcp(local, peer) {
+            stats.kernel_unsent = Some(k.notsent);
+        }
+        Some(stats)
     }
 
     /// The reactor's counters since it started.

@@ -414,7 +414,15 @@ impl Reactor {
             }
             let end = link.out.len().min(link.out_hold);
             if link.out_pos < end {
-                let stop = end.min(link.out_pos + TLS_CHUNK);
+                // Records made cannot be taken back: while the link is congested, encrypt
+                // little at a time, so what waits stays plaintext in the queue, where a
+                // latest-wins message can still be replaced.
+                let chunk = if link.congested {
+                    TLS_CHUNK_CONGESTED
+                } else {
+                    TLS_CHUNK
+                };
+                let stop = end.min(link.out_pos + chunk);
                 match layer.encrypt(&link.out[link.out_pos..stop]) {
                     Ok(true) => {
                         link.out_pos = stop;
