@@ -184,6 +184,7 @@ impl Reactor {
             latest: Vec::new(),
             replaced: 0,
             congested: false,
+            gated_until: None,
             out_hold: usize::MAX,
             dirty: false,
             close_sent: false,

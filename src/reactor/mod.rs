@@ -73,6 +73,11 @@ const TLS_CHUNK: usize = 64 * 1024;
 /// The same while the socket refuses output (`Link::congested`): about what it takes at once
 /// under `Config::notsent_lowat`'s default.
 const TLS_CHUNK_CONGESTED: usize = 2 * 1024;
+/// How long a link stays gated after the kernel last refused it or was found not to have sent
+/// what it took.
+const GATE_HOLD: Duration = Duration::from_secs(1);
+/// How soon a gated link that could not write tries again, when nothing else wakes it.
+const GATE_RETRY: Duration = Duration::from_millis(5);
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Most connections accepted in one turn before the others get served.
@@ -251,6 +256,9 @@ struct Link {
     /// The socket refused part of the output at the last write (its unsent queue is full, to
     /// `Config::notsent_lowat`): the peer's link is slower than what is sent to it.
     congested: bool,
+    /// Until then, the link writes only when the kernel has sent everything it took (see
+    /// `Reactor::may_write`).
+    gated_until: Option<Instant>,
     /// Output past this position waits (a WebSocket client's messages wait for the upgrade).
     out_hold: usize,
     dirty: bool,
@@ -390,6 +398,9 @@ pub(crate) struct Reactor {
     beat_at: Option<Instant>,
     /// Scratch list of the links a heartbeat round visits, kept to avoid allocating.
     beat_links: Vec<usize>,
+    /// Gated links that could not write, and when they try again.
+    gated: Vec<usize>,
+    gate_retry_at: Option<Instant>,
     /// Wakes the reactor by its earliest deadline, so `poll` needs no timeout (see `alarm`).
     alarm: alarm::Alarm,
     /// Heartbeat stamps are microseconds since this instant.
@@ -443,6 +454,8 @@ impl Reactor {
             linger_check_at: None,
             beat_at: None,
             beat_links: Vec::new(),
+            gated: Vec::new(),
+            gate_retry_at: None,
             alarm,
             epoch: Instant::now(),
             counters: Counters::default(),
@@ -683,6 +696,7 @@ impl Reactor {
             self.idle_check_at,
             self.linger_check_at,
             self.beat_at,
+            self.gate_retry_at,
         ]
         .into_iter()
         .flatten()

@@ -343,6 +343,10 @@ impl Reactor {
         if matches!(link.state, State::Connecting | State::Draining) {
             return;
         }
+        if !self.may_write(index) {
+            return;
+        }
+        let link = &mut self.links[index];
         if link.tls.is_some() {
             return self.flush_tls(index);
         }
@@ -360,6 +364,7 @@ impl Reactor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     link.congested = true;
+                    link.gated_until = Some(self.now + GATE_HOLD);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -406,6 +411,7 @@ impl Reactor {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         link.congested = true;
+                        link.gated_until = Some(self.now + GATE_HOLD);
                         return;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -460,6 +466,51 @@ impl Reactor {
         }
     }
 
+    /// Whether link `index` may write now. A link the kernel refused lately (it is gated)
+    /// writes only when the kernel has sent everything it took: `TCP_NOTSENT_LOWAT` stops
+    /// the kernel from taking a new buffer of data, but it still appends a write to its last
+    /// unsent segment, so writing whenever there is output would let stale data pile up there,
+    /// out of reach of latest-wins. A gated link that may not write tries again on its next
+    /// writable event, its next message, or after `GATE_RETRY`.
+    pub(super) fn may_write(&mut self, index: usize) -> bool {
+        let now = self.now;
+        let link = &mut self.links[index];
+        match link.gated_until {
+            None => return true,
+            Some(t) if now >= t => {
+                link.gated_until = None;
+                return true;
+            }
+            Some(_) => {}
+        }
+        if link.nothing_to_write() || kernel_sent_all(&link.stream) {
+            return true;
+        }
+        link.congested = true;
+        link.gated_until = Some(now + GATE_HOLD);
+        if !self.gated.contains(&index) {
+            self.gated.push(index);
+        }
+        let retry = now + GATE_RETRY;
+        self.gate_retry_at = Some(self.gate_retry_at.map_or(retry, |t| t.min(retry)));
+        false
+    }
+
+    /// Gated links try their writes again (see [`may_write`](Self::may_write)).
+    pub(super) fn retry_gated(&mut self) {
+        self.gate_retry_at = None;
+        let mut gated = std::mem::take(&mut self.gated);
+        for &index in &gated {
+            if self.links.get(index).is_some_and(|l| !l.nothing_to_write()) {
+                self.flush(index);
+            }
+        }
+        gated.clear();
+        // Keep the allocation; the flushes may have gated some links again.
+        gated.append(&mut self.gated);
+        self.gated = gated;
+    }
+
     /// The TLS layer failed: it is dropped (nothing more can be sent through it) and the
     /// connection closes, or is refused if it was not a channel yet.
     pub(super) fn tls_failed(&mut self, index: usize, e: Error) {
@@ -506,6 +557,27 @@ impl Reactor {
             self.remove(index);
         }
     }
+}
+
+/// Whether the kernel has sent everything written to `stream` (with `TCP_NOTSENT_LOWAT` set,
+/// the socket polls writable exactly then). A `poll` with no wait: only gated links ask.
+#[cfg(target_os = "linux")]
+fn kernel_sent_all(stream: &TcpStream) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(_) => fds[0].revents().contains(PollFlags::OUT),
+        Err(_) => true,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kernel_sent_all(_stream: &TcpStream) -> bool {
+    true
 }
 
 /// The identity of a latest-wins message: its action and the caller's key (an entity, say),

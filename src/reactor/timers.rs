@@ -13,6 +13,9 @@ impl Reactor {
             self.accept_all(driver);
         }
         driver.timers(self, now);
+        if self.gate_retry_at.is_some_and(|t| now >= t) {
+            self.retry_gated();
+        }
         if let (Some(at), Some(idle)) = (self.idle_check_at, self.cfg.idle_timeout) {
             if now >= at {
                 let mut expired = Vec::new();
