@@ -33,6 +33,8 @@
 //!   bytes, length prefixes included).
 //! - `--busy-poll-us N`: spin up to N µs before sleeping (`Config::busy_poll`): lower latency,
 //!   more CPU.
+//! - `--notsent-lowat BYTES`: `Config::notsent_lowat` (`TCP_NOTSENT_LOWAT`; default 1 byte, 0
+//!   leaves the system's setting).
 //! - `--tls-cert FILE --tls-key FILE`: both listeners speak TLS (repod over TLS on PORT, `wss`
 //!   on WSPORT), with this certificate chain and key (PEM, as `fullchain.pem` and
 //!   `privkey.pem`). SIGHUP re-reads both files and prints `tls reloaded`, or `tls reload
@@ -91,7 +93,8 @@ fn usage(why: &str) -> std::io::Error {
         format!(
             "{why}\nusage: echo_server [HOST [PORT]] [--ws WSPORT] [--proxy-protocol] \
              [--reuse-port] [--drain-secs N] [--keepalive-secs N] [--heartbeat-ms N] \
-             [--stats-secs N] [--busy-poll-us N] [--tls-cert FILE --tls-key FILE] \
+             [--stats-secs N] [--busy-poll-us N] [--notsent-lowat BYTES] \
+             [--tls-cert FILE --tls-key FILE] \
              [--tls-handshake-ms N]"
         ),
     )
@@ -113,6 +116,7 @@ fn main() -> std::io::Result<()> {
     let (mut keepalive, mut heartbeat, mut stats_every) = (None, None, None);
     let mut busy_poll = None;
     let (mut tls_cert, mut tls_key, mut tls_handshake_ms) = (None, None, 10_000u64);
+    let mut notsent_lowat = Some(repod::config::DEFAULT_NOTSENT_LOWAT);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -127,6 +131,9 @@ fn main() -> std::io::Result<()> {
             "--tls-cert" => tls_cert = Some(number::<String>(&arg, args.next())?),
             "--tls-key" => tls_key = Some(number::<String>(&arg, args.next())?),
             "--tls-handshake-ms" => tls_handshake_ms = number(&arg, args.next())?,
+            "--notsent-lowat" => {
+                notsent_lowat = Some(number::<u32>(&arg, args.next())?).filter(|&b| b > 0)
+            }
             flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
@@ -165,7 +172,8 @@ fn main() -> std::io::Result<()> {
             Config::default()
                 .keepalive(keepalive.map(|s| Keepalive::after(Duration::from_secs(s))))
                 .heartbeat(heartbeat.map(Duration::from_millis))
-                .busy_poll(busy_poll.map(Duration::from_micros)),
+                .busy_poll(busy_poll.map(Duration::from_micros))
+                .notsent_lowat(notsent_lowat),
         );
     println!("listening on {host}:{}", server.local_addr().port());
     if let Some(ws_port) = ws_port {
