@@ -289,6 +289,13 @@ impl Link {
         self.out.len() - self.out_pos + self.tls.as_ref().map_or(0, |t| t.pending())
     }
 
+    /// The socket refused output: the link is congested, and gated for a while (see
+    /// `Reactor::may_write`).
+    fn refused(&mut self, now: Instant) {
+        self.congested = true;
+        self.gated_until = Some(now + GATE_HOLD);
+    }
+
     /// Everything in `out` was written: it starts over, empty.
     fn written_all(&mut self) {
         self.out_base += self.out.len() as u64;

@@ -352,23 +352,14 @@ impl Reactor {
         }
         let end = link.out.len().min(link.out_hold);
         while link.out_pos < end {
-            match link.stream.write(&link.out[link.out_pos..end]) {
-                Ok(0) => {
-                    let e = io::Error::from(io::ErrorKind::WriteZero);
-                    return self.write_failed(index, e);
-                }
-                Ok(n) => {
+            match write_some(&mut link.stream, &link.out[link.out_pos..end]) {
+                Written::Bytes(n) => {
                     link.out_pos += n;
                     link.bytes_out += n as u64;
                     self.counters.bytes_out += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    link.congested = true;
-                    link.gated_until = Some(self.now + GATE_HOLD);
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.write_failed(index, e),
+                Written::Blocked => return link.refused(self.now),
+                Written::Failed(e) => return self.write_failed(index, e),
             }
         }
         if link.out_pos < link.out.len() {
@@ -399,23 +390,18 @@ impl Reactor {
                 return self.flush(index);
             };
             while !layer.unwritten().is_empty() {
-                match link.stream.write(layer.unwritten()) {
-                    Ok(0) => {
-                        let e = io::Error::from(io::ErrorKind::WriteZero);
-                        return self.write_failed(index, e);
-                    }
-                    Ok(n) => {
+                match write_some(&mut link.stream, layer.unwritten()) {
+                    Written::Bytes(n) => {
                         layer.wrote(n, release, KEEP_OUTPUT);
                         link.bytes_out += n as u64;
                         self.counters.bytes_out += n as u64;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Written::Blocked => {
                         link.congested = true;
                         link.gated_until = Some(self.now + GATE_HOLD);
                         return;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return self.write_failed(index, e),
+                    Written::Failed(e) => return self.write_failed(index, e),
                 }
             }
             let end = link.out.len().min(link.out_hold);
@@ -486,8 +472,7 @@ impl Reactor {
         if link.nothing_to_write() || kernel_sent_all(&link.stream) {
             return true;
         }
-        link.congested = true;
-        link.gated_until = Some(now + GATE_HOLD);
+        link.refused(now);
         if !self.gated.contains(&index) {
             self.gated.push(index);
         }
@@ -556,6 +541,28 @@ impl Reactor {
         } else {
             self.remove(index);
         }
+    }
+}
+
+/// What one `write` did.
+enum Written {
+    /// The socket took this many bytes (at least one).
+    Bytes(usize),
+    /// It took none: its buffer (or unsent queue, to `TCP_NOTSENT_LOWAT`) is full.
+    Blocked,
+    Failed(io::Error),
+}
+
+/// Writes `buf` to `stream` once (again if a signal interrupted it).
+fn write_some(stream: &mut TcpStream, buf: &[u8]) -> Written {
+    loop {
+        return match stream.write(buf) {
+            Ok(0) => Written::Failed(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => Written::Bytes(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Written::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Written::Failed(e),
+        };
     }
 }
 
