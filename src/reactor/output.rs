@@ -146,6 +146,13 @@ impl Reactor {
         if let Some(old) = link.take_latest(ident) {
             link.out.drain(old.clone());
             start -= old.len();
+            // The messages behind it moved forward.
+            let old_at = link.out_base + old.start as u64;
+            for k in &mut link.latest {
+                if k.at > old_at {
+                    k.at -= old.len() as u64;
+                }
+            }
             link.msgs_out -= 1;
             self.counters.msgs_out -= 1;
             link.replaced += 1;
@@ -701,6 +708,25 @@ mod tests {
         r.send_latest(id, 0, &msg! { "action": "other", "n": 7 })
             .unwrap();
         assert_eq!(names(&queued(&r, id)), ["unit2", "unit3", "other7"]);
+    }
+
+    #[test]
+    fn replacing_one_keeps_the_others_findable() {
+        let (mut r, id, _peer) = connected();
+        r.send_latest(id, 0, &msg! { "action": "a", "n": 1 })
+            .unwrap();
+        r.send_latest(id, 0, &msg! { "action": "b", "n": 1 })
+            .unwrap();
+        r.send(id, &msg! { "action": "score", "n": 1 }).unwrap();
+        // Removing a1 moves b1 and the score forward; b2 must still find b1.
+        r.send_latest(id, 0, &msg! { "action": "a", "n": 2 })
+            .unwrap();
+        r.send_latest(id, 0, &msg! { "action": "b", "n": 2 })
+            .unwrap();
+        r.send_latest(id, 0, &msg! { "action": "a", "n": 3 })
+            .unwrap();
+        assert_eq!(names(&queued(&r, id)), ["score1", "b2", "a3"]);
+        assert_eq!(r.conn_stats(id).unwrap().replaced, 3);
     }
 
     #[test]
