@@ -16,8 +16,6 @@ mod examples;
 #[path = "support/proc.rs"]
 mod proc;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proc::Proc;
@@ -25,69 +23,6 @@ use repod::{msg, Client, ClientRoutes, Listener};
 
 /// Bound on any wait for a child process; generous, for a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Starts headless Chromium on `url`, dumping the DOM once the page is done.
-fn start_chromium(browser: &PathBuf, url: &str) -> std::process::Child {
-    let profile = tempdir("chromium-profile");
-    Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=60000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting chromium")
-}
-
-/// Waits for Chromium (killing it after [`WAIT`]) while running `meanwhile`; returns the DOM.
-fn finish_chromium(mut child: std::process::Child, mut meanwhile: impl FnMut()) -> String {
-    let until = Instant::now() + WAIT;
-    loop {
-        meanwhile();
-        if child.try_wait().expect("chromium status").is_some() {
-            break;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("chromium did not finish within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("chromium output");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn tempdir(what: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "{what}-{}-{:?}",
-        std::process::id(),
-        Instant::now()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// The text of the element with `id` in a dumped DOM (up to its first child tag).
-fn text_of(dom: &str, id: &str) -> String {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
-    let start = at + dom[at..].find('>').expect("tag end") + 1;
-    let end = start + dom[start..].find('<').unwrap_or(dom.len() - start);
-    dom[start..end].trim().to_owned()
-}
 
 /// Starts `web_chat` on free ports: it serves `web/` over HTTP. Returns it, the page's base
 /// URL (`http://HOST:PORT`) and the page URL it printed.
@@ -115,8 +50,8 @@ fn repod_js_test_page_passes_against_echo_server() {
     let ws = echo.expect_within("websocket on", WAIT);
     let (_files, base, _) = web_chat();
     let url = format!("{base}/test.html?ws=ws://{ws}/");
-    let dom = finish_chromium(start_chromium(&browser, &url), || {});
-    let result = text_of(&dom, "result");
+    let dom = proc::finish_chromium(proc::start_chromium(&browser, &url, &[]), || {});
+    let result = proc::text_of(&dom, "result");
     assert_eq!(result, "PASS", "test.html reported:\n{dom}");
     assert!(
         dom.matches("class=\"pass\"").count() >= 5,
@@ -167,7 +102,7 @@ fn web_chat_page_and_a_rust_client_chat_together() {
     }
     let url =
         format!("{page}&nick=Alice&say=hello%20from%20the%20browser&wait=Rusty:%20hi%20Alice");
-    let dom = finish_chromium(start_chromium(&browser, &url), || {
+    let dom = proc::finish_chromium(proc::start_chromium(&browser, &url, &[]), || {
         rusty.pump();
     });
     let log = text_of_all(&dom, "log");

@@ -41,7 +41,7 @@ mod tls;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use proc::{tests_python_dir, Proc, WAIT};
@@ -821,60 +821,6 @@ fn sigterm_drain_delivers_everything_queued_then_close_notify() {
 // Chromium
 // ---------------------------------------------------------------------------------------------
 
-/// Starts headless Chromium on `url` (the flags of `tests/browser.rs`), trusting the
-/// certificates whose key has SPKI hash `spki` (and no other), dumping the DOM once the page is
-/// done.
-fn start_chromium(browser: &Path, url: &str, spki: &str) -> std::process::Child {
-    let profile = tls::tempdir("chromium-profile");
-    Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=60000",
-        ])
-        .arg(format!("--ignore-certificate-errors-spki-list={spki}"))
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting chromium")
-}
-
-/// Waits for Chromium (killing it after 90 s); returns the DOM.
-fn finish_chromium(mut child: std::process::Child) -> String {
-    let limit = Duration::from_secs(90);
-    let until = Instant::now() + limit;
-    while child.try_wait().expect("chromium status").is_none() {
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("chromium output");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The text of the element with `id` in a dumped DOM (up to its first child tag).
-fn text_of(dom: &str, id: &str) -> String {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
-    let start = at + dom[at..].find('>').expect("tag end") + 1;
-    let end = start + dom[start..].find('<').unwrap_or(dom.len() - start);
-    dom[start..end].trim().to_owned()
-}
-
 /// `web_chat` on free ports, serving `web/` over HTTP; returns it and its base URL.
 fn web_files() -> (Proc, String) {
     let mut server = Proc::example("web_chat", &["127.0.0.1", "0", "0", "0"]);
@@ -900,9 +846,16 @@ fn chromium_runs_the_test_page_over_wss() {
     let (_files, base) = web_files();
     let spki = certs.spki_sha256_base64(&certs.leaf1.cert);
     let url = format!("{base}/test.html?ws=wss://localhost:{}/", server.ws.port());
-    let dom = finish_chromium(start_chromium(&browser, &url, &spki));
+    let dom = proc::finish_chromium(
+        proc::start_chromium(
+            &browser,
+            &url,
+            &[format!("--ignore-certificate-errors-spki-list={spki}")],
+        ),
+        || {},
+    );
     assert_eq!(
-        text_of(&dom, "result"),
+        proc::text_of(&dom, "result"),
         "PASS",
         "test.html reported:\n{dom}"
     );
@@ -931,8 +884,15 @@ fn chromium_refuses_a_certificate_whose_key_is_not_trusted() {
         "{base}/test.html?ws=wss://localhost:{}/&timeout=5000",
         server.ws.port()
     );
-    let dom = finish_chromium(start_chromium(&browser, &url, &spki));
-    let result = text_of(&dom, "result");
+    let dom = proc::finish_chromium(
+        proc::start_chromium(
+            &browser,
+            &url,
+            &[format!("--ignore-certificate-errors-spki-list={spki}")],
+        ),
+        || {},
+    );
+    let result = proc::text_of(&dom, "result");
     assert!(
         result.starts_with("FAIL"),
         "the page passed against a certificate Chromium should not trust: {result}\n{dom}"

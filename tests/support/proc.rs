@@ -342,3 +342,120 @@ pub fn real_tool(
     );
     None
 }
+
+/// Runs `cmd` to completion with `input` on stdin and its output captured, killing it after
+/// `limit`.
+pub fn run_bounded(
+    mut cmd: Command,
+    input: &[u8],
+    limit: Duration,
+) -> std::io::Result<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_vec();
+    let in_t = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+        // Dropped here: the child sees the end of its input.
+    });
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("still running after {limit:?}; killed"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = in_t.join();
+    Ok(std::process::Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    })
+}
+
+/// Starts headless Chromium on `url` with a fresh profile, dumping the DOM once the page is
+/// done, with `extra` flags (`--ignore-certificate-errors-spki-list=...`, say). The flags keep
+/// it off the network this machine does not have, and its virtual clock lets a page that
+/// waits for the network run to its end.
+pub fn start_chromium(browser: &Path, url: &str, extra: &[String]) -> Child {
+    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "chromium-profile-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    ));
+    std::fs::create_dir_all(&profile).expect("chromium profile dir");
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=60000",
+        ])
+        .args(extra)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromium")
+}
+
+/// Waits for Chromium (killing it after 90 s) while running `meanwhile`; returns the DOM.
+pub fn finish_chromium(mut child: Child, mut meanwhile: impl FnMut()) -> String {
+    let limit = Duration::from_secs(90);
+    let until = Instant::now() + limit;
+    loop {
+        meanwhile();
+        if child.try_wait().expect("chromium status").is_some() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("chromium output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of the element with `id` in a dumped DOM (up to its first child tag).
+pub fn text_of(dom: &str, id: &str) -> String {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let start = at + dom[at..].find('>').expect("tag end") + 1;
+    let end = start + dom[start..].find('<').unwrap_or(dom.len() - start);
+    dom[start..end].trim().to_owned()
+}

@@ -26,12 +26,12 @@
 //! Include with `#[path = "support/tls.rs"] mod tls;` next to `support/proc.rs` (as `proc`).
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bound on one `openssl` command (an RSA key takes well under a second).
 const STEP: Duration = Duration::from_secs(60);
@@ -399,50 +399,7 @@ fn checked(cmd: Command, input: &[u8], what: &str) -> Output {
 }
 
 /// Runs `cmd` to completion with `input` on stdin and its output captured, killing it after
-/// `limit`.
-pub fn run(mut cmd: Command, input: &[u8], limit: Duration) -> io::Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_vec();
-    let in_t = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-        // Dropped here: the child sees the end of its input.
-    });
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("still running after {limit:?}; killed"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = in_t.join();
-    Ok(Output {
-        status,
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
-    })
+/// `limit` (see [`crate::proc::run_bounded`]).
+pub fn run(cmd: Command, input: &[u8], limit: Duration) -> io::Result<Output> {
+    crate::proc::run_bounded(cmd, input, limit)
 }
