@@ -21,6 +21,11 @@
 //! client that connects and never sends `join` is a spectator. The protocol is in
 //! `arena/proto.rs`.
 //!
+//! Sessions are on (`Config::resume_window`, 30 s; see `repod::session`): a player whose link
+//! drops is away, its dot stands still and keeps its score, and its client (terminal or
+//! browser) reconnects by itself and carries on. Heartbeats (1 s) find links that died
+//! silently.
+//!
 //! - `--bind HOST:PORT`: TCP on PORT, WebSocket on PORT+1, the page on PORT+2 (PORT 0: three
 //!   free ports). Default `127.0.0.1:5080`; `0.0.0.0:5080` for a LAN.
 //! - `--bots N`: computer players, so one person can try it alone.
@@ -37,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use repod::tls::TlsAcceptor;
 use repod::{
-    ChannelCtx, ChannelHandler, ChannelId, DisconnectReason, HandlerResult, Listen, Routes, Server,
-    ServerCtx, ServerHandler,
+    ChannelCtx, ChannelHandler, ChannelId, Config, DisconnectReason, HandlerResult, Listen, Routes,
+    Server, ServerCtx, ServerHandler,
 };
 
 #[path = "arena/proto.rs"]
@@ -100,6 +105,13 @@ impl ServerHandler<Seat> for Arena {
     fn on_connect(&mut self, ctx: &mut ServerCtx<'_, Seat>, id: ChannelId, _addr: SocketAddr) {
         // Newcomers learn the names and scores at once; positions come with the next tick.
         ctx.send_to(id, &proto::board(&self.world));
+    }
+
+    fn on_away(&mut self, ctx: &mut ServerCtx<'_, Seat>, id: ChannelId, _: &DisconnectReason) {
+        // The dot stands still until its player is back; it keeps its place and its score.
+        if let Some(player) = ctx.channel(id).and_then(|seat| seat.player) {
+            self.world.set_input(player, Input::clamped(0, 0));
+        }
     }
 
     fn on_disconnect(
@@ -198,7 +210,13 @@ fn main() -> std::io::Result<()> {
         Some(tls) => Listen::on(a).tls(tls.clone()),
         None => Listen::on(a),
     };
-    let mut server = Server::<Seat>::bind(listen(addr), arena)?.tick_rate(f64::from(sim::TICK_HZ));
+    let mut server = Server::<Seat>::bind(listen(addr), arena)?
+        .tick_rate(f64::from(sim::TICK_HZ))
+        .config(
+            Config::default()
+                .resume_window(Some(Duration::from_secs(30)))
+                .heartbeat(Some(Duration::from_secs(1))),
+        );
     let tcp = server.local_addr();
     let ws = server.listen_ws(listen(next(addr, 1)))?;
     let (tcp_scheme, ws_scheme) = if tls.is_some() {

@@ -9,6 +9,7 @@
 //!                                               [--stats-secs N] [--busy-poll-us N]
 //!                                               [--tls-cert FILE --tls-key FILE]
 //!                                               [--tls-handshake-ms N]
+//!                                               [--resume-secs N [--resume-buffer BYTES]]
 //! ```
 //!
 //! Prints `listening on HOST:PORT` once bound and, with `--ws WSPORT`, `websocket on
@@ -40,14 +41,19 @@
 //!   `privkey.pem`). SIGHUP re-reads both files and prints `tls reloaded`, or `tls reload
 //!   failed: WHY` (the old certificate stays). `--tls-handshake-ms N` bounds a TLS handshake
 //!   (default 10000; on the WebSocket port it bounds the TLS handshake and the upgrade).
+//! - `--resume-secs N`: sessions on (`Config::resume_window`, see `repod::session`): a client
+//!   whose link drops may resume within N seconds, and nothing either side sent is lost or
+//!   doubled. Prints `away ID: REASON`, `back ID from ADDR` and `gone ID: REASON` for each
+//!   channel whose link dropped. `--resume-buffer BYTES` bounds what a session keeps for
+//!   replay (`Config::resume_buffer`, default 1 MiB).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use repod::tls::TlsAcceptor;
 use repod::{
-    msg, ChannelCtx, ChannelHandler, Config, Error, Keepalive, Listen, Routes, Server, ServerCtx,
-    ServerHandler, WsOptions,
+    msg, ChannelCtx, ChannelHandler, ChannelId, Config, DisconnectReason, Error, Keepalive, Listen,
+    Routes, Server, ServerCtx, ServerHandler, WsOptions,
 };
 
 struct Echo {
@@ -58,6 +64,26 @@ struct Echo {
 struct Reloads;
 
 impl ServerHandler<Echo> for Reloads {
+    fn on_away(&mut self, _: &mut ServerCtx<'_, Echo>, id: ChannelId, reason: &DisconnectReason) {
+        println!("away {id}: {reason}");
+    }
+
+    fn on_back(&mut self, _: &mut ServerCtx<'_, Echo>, id: ChannelId, addr: SocketAddr) {
+        println!("back {id} from {addr}");
+    }
+
+    fn on_disconnect(
+        &mut self,
+        ctx: &mut ServerCtx<'_, Echo>,
+        id: ChannelId,
+        _: Echo,
+        reason: &DisconnectReason,
+    ) {
+        if ctx.server_stats().went_away > 0 {
+            println!("gone {id}: {reason}");
+        }
+    }
+
     fn on_tls_reload(&mut self, _: &mut ServerCtx<'_, Echo>, result: Result<(), &Error>) {
         match result {
             Ok(()) => println!("tls reloaded"),
@@ -117,6 +143,7 @@ fn main() -> std::io::Result<()> {
     let mut busy_poll = None;
     let (mut tls_cert, mut tls_key, mut tls_handshake_ms) = (None, None, 10_000u64);
     let mut notsent_lowat = Some(repod::config::DEFAULT_NOTSENT_LOWAT);
+    let (mut resume_secs, mut resume_buffer) = (None, repod::config::DEFAULT_RESUME_BUFFER);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -131,6 +158,8 @@ fn main() -> std::io::Result<()> {
             "--tls-cert" => tls_cert = Some(number::<String>(&arg, args.next())?),
             "--tls-key" => tls_key = Some(number::<String>(&arg, args.next())?),
             "--tls-handshake-ms" => tls_handshake_ms = number(&arg, args.next())?,
+            "--resume-secs" => resume_secs = Some(number::<f64>(&arg, args.next())?),
+            "--resume-buffer" => resume_buffer = number(&arg, args.next())?,
             "--notsent-lowat" => {
                 notsent_lowat = Some(number::<u32>(&arg, args.next())?).filter(|&b| b > 0)
             }
@@ -173,7 +202,9 @@ fn main() -> std::io::Result<()> {
                 .keepalive(keepalive.map(|s| Keepalive::after(Duration::from_secs(s))))
                 .heartbeat(heartbeat.map(Duration::from_millis))
                 .busy_poll(busy_poll.map(Duration::from_micros))
-                .notsent_lowat(notsent_lowat),
+                .notsent_lowat(notsent_lowat)
+                .resume_window(resume_secs.map(Duration::from_secs_f64))
+                .resume_buffer(resume_buffer),
         );
     println!("listening on {host}:{}", server.local_addr().port());
     if let Some(ws_port) = ws_port {

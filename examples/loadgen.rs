@@ -91,6 +91,10 @@
 //!                        closed connection leaves a TIME_WAIT socket; better leave
 //!                        both unset there, so connect() reuses them on loopback)
 //!   --raw                count any frame carrying our seq as an echo reply
+//!   --session            take the session a server offers (`repod::session`): answer a
+//!                        greeting that carries `"session"` with an `_ack`, then acknowledge
+//!                        every 32 messages, as repod's clients do (for measuring a server
+//!                        with `Config::resume_window` on; other servers are unaffected)
 //!   --ws                 speak WebSocket to --addr, path `/`
 //!   --url ws://H:P/PATH  speak WebSocket to this URL (sets --addr from H:P);
 //!                        wss:// also sets --tls
@@ -130,6 +134,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -161,6 +166,10 @@ const MAX_UPGRADE_RESPONSE: usize = 16 * 1024;
 // Clock
 
 static START: OnceLock<Instant> = OnceLock::new();
+/// `--session`: take the sessions a server offers.
+static SESSIONS: AtomicBool = AtomicBool::new(false);
+/// A session acknowledges after this many messages (`repod::session::ACK_EVERY`).
+const ACK_EVERY: u64 = 32;
 
 /// Nanoseconds since the program started (monotonic, shared by all threads).
 fn now_ns() -> u64 {
@@ -427,6 +436,7 @@ fn parse_args() -> Result<Config, String> {
             "--source-from" => source_from = Some(value(&flag, args.next())?),
             "--raw" => cfg.raw = true,
             "--ws" => ws_flag = true,
+            "--session" => SESSIONS.store(true, Ordering::Relaxed),
             "--tls" => tls_flag = true,
             "--tls-name" => tls_name = Some(value(&flag, args.next())?),
             "--tls-ca" => tls_ca = Some(value(&flag, args.next())?),
@@ -617,6 +627,8 @@ enum Action {
     EchoReply,
     Broadcast,
     BroadcastReply,
+    /// A session acknowledgement (`_ack`): not counted.
+    Ack,
     Other,
 }
 
@@ -628,6 +640,8 @@ struct Msg {
     t: Option<u64>,
     /// Whole frame including the length prefix (WebSocket: the frame header).
     wire_len: usize,
+    /// A greeting that offers a session.
+    session: bool,
 }
 
 /// A cursor over one msgpack payload; every method returns `None` on
@@ -741,6 +755,7 @@ fn parse_msg(payload: &[u8]) -> Msg {
         seq: None,
         t: None,
         wire_len: payload.len() + 4,
+        session: false,
     };
     let mut c = Cursor {
         buf: payload,
@@ -765,11 +780,13 @@ fn parse_msg(payload: &[u8]) -> Msg {
                     b"echo_reply" => Action::EchoReply,
                     b"broadcast" => Action::Broadcast,
                     b"broadcast_reply" => Action::BroadcastReply,
+                    b"_ack" => Action::Ack,
                     _ => Action::Other,
                 }
             }),
             b"seq" => c.uint().map(|v| msg.seq = Some(v)),
             b"t" => c.uint().map(|v| msg.t = Some(v)),
+            b"session" => c.skip().map(|()| msg.session = true),
             _ => c.skip(),
         };
         if ok.is_none() {
@@ -901,6 +918,11 @@ struct Client {
     ws: Option<Box<WsConn>>,
     /// Some: TLS (`--tls`) under the framing; `wbuf` and `pending` then hold plaintext.
     tls: Option<Box<ClientConnection>>,
+    /// `--session`: the server offered a session, and this client took it.
+    in_session: bool,
+    /// Session messages received, and that count as of the last acknowledgement.
+    received: u64,
+    ack_sent: u64,
 }
 
 /// The negotiated TLS parameters of the first connection that completed its handshake.
@@ -1131,9 +1153,54 @@ impl Client {
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             let drain = event.is_read_closed() || event.is_error();
-            return self.read_into(scratch, drain, out);
+            let start = out.len();
+            let closed = self.read_into(scratch, drain, out)?;
+            if SESSIONS.load(Ordering::Relaxed) && self.session_acks(&out[start..]) {
+                self.flush()?;
+            }
+            return Ok(closed);
         }
         Ok(false)
+    }
+
+    /// `--session`: takes the session a greeting offers, counts what arrives, and queues the
+    /// acknowledgements due. Returns whether one was queued.
+    fn session_acks(&mut self, msgs: &[Msg]) -> bool {
+        let mut due = false;
+        for m in msgs {
+            match m.action {
+                Action::Connected if m.session => {
+                    self.in_session = true;
+                    due = true;
+                }
+                Action::Connected | Action::Ack => {}
+                _ if self.in_session => self.received += 1,
+                _ => {}
+            }
+        }
+        if !self.in_session || !(due || self.received - self.ack_sent >= ACK_EVERY) {
+            return false;
+        }
+        self.ack_sent = self.received;
+        let mut map = Vec::with_capacity(24);
+        const VEC_WRITE: &str = "writing to a Vec cannot fail";
+        rmp::encode::write_map_len(&mut map, 2).expect(VEC_WRITE);
+        rmp::encode::write_str(&mut map, "action").expect(VEC_WRITE);
+        rmp::encode::write_str(&mut map, "_ack").expect(VEC_WRITE);
+        rmp::encode::write_str(&mut map, "received").expect(VEC_WRITE);
+        rmp::encode::write_uint(&mut map, self.received).expect(VEC_WRITE);
+        match &mut self.ws {
+            None => {
+                self.wbuf
+                    .extend_from_slice(&(map.len() as u32).to_be_bytes());
+                self.wbuf.extend_from_slice(&map);
+            }
+            Some(ws) => {
+                let mask = ws.keys.next_key();
+                encode_frame(&mut self.wbuf, Opcode::Binary, true, &map, Some(mask));
+            }
+        }
+        true
     }
 }
 
@@ -1205,6 +1272,9 @@ fn open_client(
         expect: 0,
         ws,
         tls,
+        in_session: false,
+        received: 0,
+        ack_sent: 0,
     })
 }
 

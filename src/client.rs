@@ -75,11 +75,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::config::Config;
+use crate::config::{Config, Reconnect};
 use crate::dispatch::{guard, ActionTable};
 use crate::encode::Encode;
 use crate::frame::{self, HEADER_LEN};
 use crate::reactor::{Driver, Reactor, Remote};
+use crate::session;
 use crate::stats::ConnStats;
 use crate::ws::WsUrl;
 use crate::{msg, ChannelId, DisconnectReason, Error, HandlerResult, Message, OwnedMessage};
@@ -199,11 +200,287 @@ impl Status {
     }
 }
 
+/// A client's session: which link carries it, and reconnecting after a drop (see
+/// [`crate::session`]). Shared by both modes' drivers; the events it produces for the
+/// application are length-prefixed frames in `events`, which each driver hands over its way.
+#[derive(Debug)]
+struct Resume {
+    /// The link the application talks to.
+    id: Option<ChannelId>,
+    /// Where to reconnect.
+    endpoint: Option<Endpoint>,
+    policy: Option<Reconnect>,
+    /// The first frame on `id` is the greeting, which says whether a session is offered.
+    greeted: bool,
+    /// A reconnection attempt in progress: its link.
+    attempt_link: Option<ChannelId>,
+    /// When that attempt must have its answer (`Config::connect_timeout` after it began).
+    attempt_deadline: Option<Instant>,
+    attempt: u32,
+    next_at: Option<Instant>,
+    away_since: Option<Instant>,
+    /// Why the link dropped, for the events.
+    why: String,
+    /// The new link's own greeting, held until the server answered the resume.
+    held_greeting: Vec<u8>,
+    /// An old link whose session could not be resumed: its end is no `disconnected`.
+    abandoned: Option<ChannelId>,
+    events: Vec<u8>,
+}
+
+impl Resume {
+    fn new(endpoint: Option<Endpoint>, policy: Option<Reconnect>) -> Resume {
+        Resume {
+            id: None,
+            endpoint,
+            policy,
+            greeted: false,
+            attempt_link: None,
+            attempt_deadline: None,
+            attempt: 0,
+            next_at: None,
+            away_since: None,
+            why: String::new(),
+            held_greeting: Vec::new(),
+            abandoned: None,
+            events: Vec::new(),
+        }
+    }
+
+    fn push_event<E: Encode + ?Sized>(&mut self, msg: &E) {
+        let _ = frame::encode_frame_with(&mut self.events, usize::MAX, |b| msg.encode(b));
+    }
+
+    /// The application's link is up.
+    fn connected(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        if self.policy.is_some() {
+            // Kept from now on: messages sent before the greeting belong to its session.
+            reactor.keep_output(id);
+        }
+    }
+
+    /// A frame for the application's link: the first is the greeting, which may offer a
+    /// session. Returns whether it goes on to the application.
+    fn frame(&mut self, reactor: &mut Reactor, id: ChannelId, payload: &[u8]) -> bool {
+        if Some(id) == self.attempt_link {
+            self.answer(reactor, id, payload);
+            return false;
+        }
+        if !self.greeted && Some(id) == self.id {
+            self.greeted = true;
+            if self.policy.is_some() {
+                let token = Message::parse(payload)
+                    .ok()
+                    .filter(|m| m.action() == "connected")
+                    .and_then(|m| m.str("session").ok().map(str::to_owned));
+                reactor.greeted(id, token.as_deref());
+            }
+        }
+        true
+    }
+
+    /// A frame on a reconnection's link: its greeting, then the answer to the resume.
+    fn answer(&mut self, reactor: &mut Reactor, new: ChannelId, payload: &[u8]) {
+        let Ok(m) = Message::parse(payload) else {
+            return;
+        };
+        let Some(old) = self.id else {
+            return;
+        };
+        match m.action() {
+            "connected" => {
+                self.held_greeting.clear();
+                self.held_greeting.extend_from_slice(payload);
+            }
+            session::RESUMED => {
+                let received = m.u64("received").unwrap_or(u64::MAX);
+                let token = m.str("session").unwrap_or("");
+                if reactor.adopt(new, old, received, token) {
+                    log::info!(
+                        "repod: session resumed on {new:?} after {} attempts",
+                        self.attempt
+                    );
+                    self.id = Some(new);
+                    self.attempt_link = None;
+                    self.attempt = 0;
+                    self.away_since = None;
+                    self.push_event(&msg! { "action": session::RESUMED });
+                } else {
+                    self.failed(
+                        reactor,
+                        new,
+                        "the server's count does not match what was sent",
+                    );
+                }
+            }
+            session::RESUME_FAILED => {
+                let reason = m.str("reason").unwrap_or("").to_owned();
+                self.failed(reactor, new, &reason);
+            }
+            other => log::debug!("repod: ignored {other:?} before the resume's answer"),
+        }
+    }
+
+    /// The session could not be resumed: what it kept is lost (the application hears so), and
+    /// the new link goes on as the new session of its own greeting.
+    fn failed(&mut self, reactor: &mut Reactor, new: ChannelId, reason: &str) {
+        log::warn!("repod: session could not be resumed: {reason}");
+        if let Some(old) = self.id {
+            self.abandoned = Some(old);
+            let why: Box<str> = reason.into();
+            reactor.close(old, DisconnectReason::Error(Error::ResumeFailed(why)));
+        }
+        self.id = Some(new);
+        self.attempt_link = None;
+        self.attempt = 0;
+        self.away_since = None;
+        let greeting = std::mem::take(&mut self.held_greeting);
+        let token = Message::parse(&greeting)
+            .ok()
+            .and_then(|m| m.str("session").ok().map(str::to_owned));
+        reactor.greeted(new, token.as_deref());
+        self.push_event(&msg! { "action": session::RESUME_FAILED, "reason": reason });
+        let _ = frame::encode_frame(&mut self.events, &greeting);
+    }
+
+    /// The application's link dropped; its session waits: reconnect.
+    fn away(&mut self, now: Instant, id: ChannelId, reason: &DisconnectReason) {
+        if Some(id) != self.id {
+            return;
+        }
+        log::info!("repod: link dropped ({reason}); reconnecting");
+        self.why = reason.to_string();
+        self.away_since = Some(now);
+        self.attempt = 0;
+        self.schedule(now);
+    }
+
+    /// The next attempt, after a backoff with jitter; or giving up.
+    fn schedule(&mut self, now: Instant) {
+        let (Some(policy), Some(since)) = (self.policy, self.away_since) else {
+            return;
+        };
+        if now >= since + policy.give_up_after {
+            self.next_at = Some(now); // `timers` gives up
+            return;
+        }
+        self.attempt += 1;
+        let delay = policy.delay(self.attempt).mul_f64(jitter());
+        self.next_at = Some(now + delay);
+        let (attempt, why) = (self.attempt, std::mem::take(&mut self.why));
+        self.push_event(
+            &msg! { "action": session::RECONNECTING, "attempt": attempt, "reason": why.as_str() },
+        );
+        self.why = why;
+    }
+
+    /// Returns true when a link's end is part of resuming, not the application's business.
+    fn closed(&mut self, now: Instant, id: ChannelId, reason: &DisconnectReason) -> bool {
+        if Some(id) == self.abandoned {
+            self.abandoned = None;
+            return true;
+        }
+        if Some(id) == self.attempt_link {
+            log::info!(
+                "repod: reconnection attempt {} failed: {reason}",
+                self.attempt
+            );
+            self.attempt_link = None;
+            self.why = reason.to_string();
+            self.schedule(now);
+            return true;
+        }
+        false
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.attempt_link {
+            Some(_) => self.attempt_deadline,
+            None => self.next_at,
+        }
+    }
+
+    /// Starts the attempt that is due, or gives up; ends an attempt that got no answer.
+    fn timers(&mut self, reactor: &mut Reactor, now: Instant) {
+        if let (Some(link), Some(deadline)) = (self.attempt_link, self.attempt_deadline) {
+            if now >= deadline {
+                // Connected, maybe, but no answer to the resume: a black hole, or a server that
+                // hangs. Its end schedules the next attempt.
+                let e = io::Error::new(io::ErrorKind::TimedOut, "no answer to the resume in time");
+                reactor.close(link, DisconnectReason::Error(Error::Io(e)));
+            }
+            return;
+        }
+        if self.next_at.is_none_or(|t| now < t) {
+            return;
+        }
+        self.next_at = None;
+        let (Some(old), Some(policy), Some(since)) = (self.id, self.policy, self.away_since) else {
+            return;
+        };
+        if !reactor.is_away(old) {
+            return;
+        }
+        if now >= since + policy.give_up_after {
+            let why = format!(
+                "gave up reconnecting after {} attempts in {:.1} s: {}",
+                self.attempt,
+                (now - since).as_secs_f64(),
+                self.why
+            );
+            log::warn!("repod: {why}");
+            reactor.close(
+                old,
+                DisconnectReason::Error(Error::ResumeFailed(why.into())),
+            );
+            return;
+        }
+        let (Some(endpoint), Some(token)) = (self.endpoint.clone(), reactor.session_token(old))
+        else {
+            return;
+        };
+        let received = reactor.session_received(old);
+        match connect(reactor, endpoint) {
+            Ok(new) => {
+                let token = std::str::from_utf8(&token).unwrap_or("");
+                let _ = reactor.send(
+                    new,
+                    &msg! { "action": session::RESUME, "session": token, "received": received },
+                );
+                self.attempt_link = Some(new);
+                let limit = reactor.config().connect_timeout;
+                self.attempt_deadline = Some(now + limit.unwrap_or(Duration::from_secs(10)));
+            }
+            Err(e) => {
+                self.why = e.to_string();
+                self.schedule(now);
+            }
+        }
+    }
+
+    /// The application closes: a reconnection in progress ends too.
+    fn close(&mut self, reactor: &mut Reactor) {
+        if let Some(link) = self.attempt_link.take() {
+            reactor.close(link, DisconnectReason::Closed);
+        }
+        self.next_at = None;
+        self.policy = None;
+    }
+}
+
+/// A random factor between 0.5 and 1.5, so clients cut off together do not come back together.
+fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    0.5 + u32::from_le_bytes(b) as f64 / u32::MAX as f64
+}
+
 /// The driver of a stepped connection: hands messages straight to the caller's closure.
 struct StepDriver<'f, F> {
     deliver: &'f mut F,
     status: &'f mut Status,
     event: &'f mut Vec<u8>,
+    resume: &'f mut Resume,
     max_depth: usize,
     count: usize,
 }
@@ -224,18 +501,41 @@ impl<F: FnMut(&mut ClientCtx<'_>, &Message<'_>)> StepDriver<'_, F> {
         self.emit(reactor, id, &ev);
         *self.event = ev;
     }
+
+    /// Hands the session's events (reconnecting, resumed...) to the application.
+    fn emit_resume_events(&mut self, reactor: &mut Reactor) {
+        if self.resume.events.is_empty() {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.resume.events);
+        let id = self.resume.id;
+        for payload in frame::payloads(&events) {
+            self.emit(reactor, id, payload);
+        }
+        events.clear();
+        if self.resume.events.is_empty() {
+            self.resume.events = events;
+        }
+    }
 }
 
 impl<F: FnMut(&mut ClientCtx<'_>, &Message<'_>)> Driver for StepDriver<'_, F> {
     fn accepted(&mut self, _: &mut Reactor, _: ChannelId) {}
 
     fn connected(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        if Some(id) == self.resume.attempt_link {
+            return; // a reconnection: the application hears how the resume went
+        }
         self.status.established = true;
+        self.resume.connected(reactor, id);
         event(self.event, "socketConnect", "", None);
         self.emit_event(reactor, Some(id));
     }
 
     fn frame(&mut self, reactor: &mut Reactor, id: ChannelId, payload: &[u8]) {
+        if !self.resume.frame(reactor, id, payload) {
+            return self.emit_resume_events(reactor);
+        }
         match Message::parse_with_depth(payload, self.max_depth) {
             Ok(m) => {
                 let mut ctx = ClientCtx {
@@ -253,9 +553,27 @@ impl<F: FnMut(&mut ClientCtx<'_>, &Message<'_>)> Driver for StepDriver<'_, F> {
     }
 
     fn closed(&mut self, reactor: &mut Reactor, id: ChannelId, reason: DisconnectReason) {
+        if self.resume.closed(Instant::now(), id, &reason) {
+            return self.emit_resume_events(reactor);
+        }
         log::debug!("repod: client connection {id:?} ended: {reason}");
+        self.resume.close(reactor);
         self.status.end_event(self.event, &reason);
         self.emit_event(reactor, None);
+    }
+
+    fn away(&mut self, reactor: &mut Reactor, id: ChannelId, reason: &DisconnectReason) {
+        self.resume.away(Instant::now(), id, reason);
+        self.emit_resume_events(reactor);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.resume.deadline()
+    }
+
+    fn timers(&mut self, reactor: &mut Reactor, now: Instant) {
+        self.resume.timers(reactor, now);
+        self.emit_resume_events(reactor);
     }
 }
 
@@ -378,7 +696,7 @@ impl Shared {
 /// The driver of the background thread: queues frames for `pump`.
 struct QueueDriver {
     shared: Arc<Shared>,
-    id: Option<ChannelId>,
+    resume: Resume,
     status: Status,
     pending: Vec<u8>,
     event: Vec<u8>,
@@ -395,12 +713,24 @@ impl QueueDriver {
         self.queue(&ev);
         self.event = ev;
     }
+
+    /// Queues the session's events (reconnecting, resumed...) for `pump`.
+    fn queue_resume_events(&mut self) {
+        if !self.resume.events.is_empty() {
+            self.pending.extend_from_slice(&self.resume.events);
+            self.resume.events.clear();
+        }
+    }
 }
 
 impl Driver for QueueDriver {
     fn accepted(&mut self, _: &mut Reactor, _: ChannelId) {}
 
     fn connected(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        if Some(id) == self.resume.attempt_link {
+            return; // a reconnection: the application hears how the resume went
+        }
+        self.resume.connected(reactor, id);
         self.status.established = true;
         self.shared.status.store(OPEN, Ordering::Release);
         if let Some(addrs) = reactor.socket_addrs(id) {
@@ -411,7 +741,10 @@ impl Driver for QueueDriver {
         // Sends made while connecting were held by the reactor already; nothing else to do.
     }
 
-    fn frame(&mut self, _: &mut Reactor, _: ChannelId, payload: &[u8]) {
+    fn frame(&mut self, reactor: &mut Reactor, id: ChannelId, payload: &[u8]) {
+        if !self.resume.frame(reactor, id, payload) {
+            return self.queue_resume_events();
+        }
         // Validated here, on the network thread, so `pump` only dispatches.
         match Message::parse_with_depth(payload, self.max_depth) {
             Ok(_) => self.queue(payload),
@@ -423,8 +756,12 @@ impl Driver for QueueDriver {
         }
     }
 
-    fn closed(&mut self, _: &mut Reactor, id: ChannelId, reason: DisconnectReason) {
+    fn closed(&mut self, reactor: &mut Reactor, id: ChannelId, reason: DisconnectReason) {
+        if self.resume.closed(Instant::now(), id, &reason) {
+            return self.queue_resume_events();
+        }
         log::debug!("repod: client connection {id:?} ended: {reason}");
+        self.resume.close(reactor);
         self.shared.status.store(CLOSED, Ordering::Release);
         self.status.end_event(&mut self.event, &reason);
         self.queue_event();
@@ -433,23 +770,35 @@ impl Driver for QueueDriver {
     fn woken(&mut self, reactor: &mut Reactor) {
         let mut out = self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
         if !out.is_empty() {
-            if let Some(id) = self.id {
+            if let Some(id) = self.resume.id {
                 let _ = reactor.send_framed(id, &out);
             }
             out.clear();
         }
         drop(out);
         if self.shared.close_requested.load(Ordering::Acquire) {
-            if let Some(id) = self.id {
+            self.resume.close(reactor);
+            if let Some(id) = self.resume.id {
                 reactor.close(id, DisconnectReason::Closed);
             }
         }
     }
 
-    fn timers(&mut self, reactor: &mut Reactor, _: Instant) {
+    fn away(&mut self, _: &mut Reactor, id: ChannelId, reason: &DisconnectReason) {
+        self.resume.away(Instant::now(), id, reason);
+        self.queue_resume_events();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.resume.deadline()
+    }
+
+    fn timers(&mut self, reactor: &mut Reactor, now: Instant) {
+        self.resume.timers(reactor, now);
+        self.queue_resume_events();
         // Once per turn, after all reads: hand everything over under one lock.
         self.shared.push_inbox(&mut self.pending);
-        if let Some(s) = self.id.and_then(|id| reactor.conn_stats(id)) {
+        if let Some(s) = self.resume.id.and_then(|id| reactor.conn_stats(id)) {
             self.shared.stats.publish(&s);
         }
     }
@@ -589,7 +938,7 @@ tcp_server_addr!(
 
 struct Stepped {
     reactor: Reactor,
-    id: Option<ChannelId>,
+    resume: Resume,
     status: Status,
     event: Vec<u8>,
     /// An event produced outside a pump (a connect that failed at once).
@@ -667,19 +1016,22 @@ impl Connection {
     ///
     /// As [`connect_background`](Self::connect_background).
     pub fn connect_with(addr: impl ServerAddr, mode: Mode, cfg: Config) -> io::Result<Self> {
+        let policy = cfg.reconnect;
         let mut reactor = Reactor::new(cfg)?;
-        let id = addr.endpoint().and_then(|e| connect(&mut reactor, e));
+        let endpoint = addr.endpoint();
+        let resume = Resume::new(endpoint.as_ref().ok().cloned(), policy);
+        let id = endpoint.and_then(|e| connect(&mut reactor, e));
         let inner = match mode {
             Mode::Stepped => {
                 let mut s = Stepped {
                     reactor,
-                    id: None,
+                    resume,
                     status: Status::default(),
                     event: Vec::new(),
                     early: None,
                 };
                 match id {
-                    Ok(id) => s.id = Some(id),
+                    Ok(id) => s.resume.id = Some(id),
                     Err(e) => {
                         log::warn!("repod: connect failed: {e}");
                         let mut ev = Vec::new();
@@ -706,7 +1058,7 @@ impl Connection {
                 });
                 let mut driver = QueueDriver {
                     shared: shared.clone(),
-                    id: None,
+                    resume,
                     status: Status::default(),
                     pending: Vec::new(),
                     event: Vec::new(),
@@ -714,7 +1066,7 @@ impl Connection {
                 };
                 let thread = match id {
                     Ok(id) => {
-                        driver.id = Some(id);
+                        driver.resume.id = Some(id);
                         Some(
                             std::thread::Builder::new()
                                 .name("repod-client".into())
@@ -760,7 +1112,7 @@ impl Connection {
     pub fn try_send<E: Encode + ?Sized>(&mut self, msg: &E) -> Result<usize, Error> {
         match &mut self.inner {
             Inner::Stepped(s) => {
-                let id = s.id.ok_or(Error::Closed)?;
+                let id = s.resume.id.ok_or(Error::Closed)?;
                 let n = s.reactor.send(id, msg)?;
                 // Outside a pump nothing else would write it before the next frame.
                 s.reactor.flush_now(id);
@@ -773,7 +1125,7 @@ impl Connection {
     /// Whether the connection is open or still connecting.
     pub fn is_connected(&self) -> bool {
         match &self.inner {
-            Inner::Stepped(s) => s.id.is_some_and(|id| s.reactor.is_open(id)),
+            Inner::Stepped(s) => s.resume.id.is_some_and(|id| s.reactor.is_open(id)),
             Inner::Background(b) => b.shared.status() != CLOSED,
         }
     }
@@ -784,7 +1136,7 @@ impl Connection {
     /// the network thread's last turn.
     pub fn stats(&self) -> Option<ConnStats> {
         match &self.inner {
-            Inner::Stepped(s) => s.id.and_then(|id| s.reactor.conn_stats(id)),
+            Inner::Stepped(s) => s.resume.id.and_then(|id| s.reactor.conn_stats(id)),
             Inner::Background(b) => b.shared.stats.read(),
         }
     }
@@ -799,7 +1151,7 @@ impl Connection {
     /// systems other than Linux.
     pub fn kernel_rtt(&self) -> io::Result<Duration> {
         match &self.inner {
-            Inner::Stepped(s) => match s.id {
+            Inner::Stepped(s) => match s.resume.id {
                 Some(id) => s.reactor.kernel_rtt(id),
                 None => Err(io::ErrorKind::NotConnected.into()),
             },
@@ -815,7 +1167,8 @@ impl Connection {
     pub fn close(&mut self) {
         match &mut self.inner {
             Inner::Stepped(s) => {
-                if let Some(id) = s.id {
+                s.resume.close(&mut s.reactor);
+                if let Some(id) = s.resume.id {
                     s.reactor.close(id, DisconnectReason::Closed);
                 }
             }
@@ -847,7 +1200,7 @@ impl Connection {
     fn ctx(&mut self) -> ClientCtx<'_> {
         match &mut self.inner {
             Inner::Stepped(s) => ClientCtx {
-                link: LinkRef::Stepped(&mut s.reactor, s.id),
+                link: LinkRef::Stepped(&mut s.reactor, s.resume.id),
             },
             Inner::Background(b) => ClientCtx {
                 link: LinkRef::Background(&b.shared),
@@ -929,6 +1282,7 @@ impl Stepped {
             deliver: f,
             status: &mut self.status,
             event: &mut self.event,
+            resume: &mut self.resume,
             max_depth: self.reactor.config().max_depth,
             count: 0,
         };
@@ -1007,7 +1361,7 @@ fn run_background(mut reactor: Reactor, mut driver: QueueDriver) {
     loop {
         if let Err(e) = reactor.turn(None, &mut driver) {
             log::error!("repod: client reactor failed: {e}");
-            if let Some(id) = driver.id {
+            if let Some(id) = driver.resume.id {
                 reactor.close(id, DisconnectReason::Error(Error::Io(e)));
             }
         }

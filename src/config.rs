@@ -53,6 +53,9 @@ pub struct Config {
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) heartbeat_timeout: Option<Duration>,
     pub(crate) busy_poll: Option<Duration>,
+    pub(crate) resume_window: Option<Duration>,
+    pub(crate) resume_buffer: usize,
+    pub(crate) reconnect: Option<Reconnect>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsConnector>,
 }
@@ -91,6 +94,52 @@ impl Keepalive {
     }
 }
 
+/// Default bound on what one session keeps for replay: 1 MiB.
+pub const DEFAULT_RESUME_BUFFER: usize = 1 << 20;
+
+/// How a client reconnects after its link dropped, when the server offered a session (see
+/// [`crate::session`]): attempts after `first_delay`, doubling up to `max_delay`, each delay
+/// scaled by a random factor between 0.5 and 1.5 (so that thousands of players cut off by one
+/// router do not all come back in the same millisecond), until `give_up_after` has passed
+/// since the drop. Each attempt is bounded by [`Config::connect_timeout`].
+///
+/// ```
+/// use std::time::Duration;
+/// let r = repod::Reconnect::default();
+/// assert_eq!(r.first_delay, Duration::from_millis(100));
+/// assert_eq!(r.max_delay, Duration::from_secs(5));
+/// assert_eq!(r.give_up_after, Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Delay before the first attempt.
+    pub first_delay: Duration,
+    /// Longest delay between two attempts.
+    pub max_delay: Duration,
+    /// The client stops trying this long after the drop, and reports `disconnected`.
+    pub give_up_after: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Reconnect {
+    /// The delay before attempt `attempt` (1 for the first), before jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doubling = 1u32 << attempt.saturating_sub(1).min(16);
+        self.first_delay
+            .saturating_mul(doubling)
+            .min(self.max_delay)
+    }
+}
+
 /// Default maximum payload length of one frame: 8 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 8 << 20;
 /// Default maximum output queued for one connection: 16 MiB.
@@ -115,6 +164,9 @@ impl Default for Config {
             heartbeat: None,
             heartbeat_timeout: None,
             busy_poll: None,
+            resume_window: None,
+            resume_buffer: DEFAULT_RESUME_BUFFER,
+            reconnect: Some(Reconnect::default()),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -237,6 +289,37 @@ impl Config {
     /// the system does.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// For servers: offer every connection a session that survives a dropped link for
+    /// `window` (see [`crate::session`]). A player whose link drops is *away*
+    /// ([`ChannelHandler::on_away`](crate::ChannelHandler::on_away)) rather than gone: its
+    /// channel and state stay, messages sent to it are kept, and when its client resumes
+    /// within the window ([`on_back`](crate::ChannelHandler::on_back)) each side replays
+    /// what the other missed, so every message is handled once, in order. Past the window the
+    /// channel closes with [`DisconnectReason::SessionExpired`](crate::DisconnectReason).
+    /// Default `None`: off, and the wire is exactly Python repod's.
+    pub fn resume_window(mut self, window: Option<Duration>) -> Self {
+        self.resume_window = window;
+        self
+    }
+
+    /// Most bytes one session keeps for replay: messages sent and not yet acknowledged by
+    /// the peer, plus those queued while it is away. Past it the session cannot be replayed
+    /// any more: a server's channel closes with
+    /// [`DisconnectReason::ReplayOverflow`](crate::DisconnectReason), a client gives up its
+    /// session. Default 1 MiB ([`DEFAULT_RESUME_BUFFER`]).
+    pub fn resume_buffer(mut self, bytes: usize) -> Self {
+        self.resume_buffer = bytes;
+        self
+    }
+
+    /// For clients: whether and how to reconnect and resume after the link dropped, when the
+    /// server offered a session. Default: on, with [`Reconnect::default`]. `None` switches it
+    /// off: the client then ignores the session and ends at the first drop, as before.
+    pub fn reconnect(mut self, policy: Option<Reconnect>) -> Self {
+        self.reconnect = policy;
         self
     }
 

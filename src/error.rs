@@ -122,6 +122,14 @@ pub enum Error {
     /// client it is an `error` event.
     #[cfg(feature = "tls")]
     Tls(crate::tls::TlsError),
+    /// A peer broke the session protocol (see [`crate::session`]): it acknowledged messages it
+    /// was never sent. Closes the connection.
+    Session(Box<str>),
+    /// A client could not get its session back after a drop (see [`crate::session`]): the
+    /// server answered `resume_failed` with this reason (the session expired, or could not
+    /// be replayed), or the client gave up reconnecting. What the session kept for replay is
+    /// lost, and the application hears so.
+    ResumeFailed(Box<str>),
 }
 
 impl Error {
@@ -149,6 +157,8 @@ impl Error {
                 | Error::WebSocket(_)
                 | Error::Handshake(_)
                 | Error::Proxy(_)
+                | Error::Session(_)
+                | Error::ResumeFailed(_)
         ) || self.is_tls()
     }
 
@@ -198,6 +208,8 @@ impl fmt::Display for Error {
             Error::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
             Error::Closed => f.write_str("connection closed"),
             Error::Handler(e) => write!(f, "handler error: {e}"),
+            Error::Session(why) => write!(f, "session protocol broken: {why}"),
+            Error::ResumeFailed(why) => write!(f, "session could not be resumed: {why}"),
             Error::WebSocket(e) => write!(f, "websocket: {e}"),
             Error::Handshake(e) => write!(f, "websocket handshake: {e}"),
             Error::Proxy(e) => fmt::Display::fmt(e, f),
@@ -254,6 +266,18 @@ pub enum DisconnectReason {
     HeartbeatTimeout(Duration),
     /// A fatal error: see [`Error::is_fatal`].
     Error(Error),
+    /// The channel's session was away ([`Config::resume_window`](crate::Config::resume_window))
+    /// for its whole window, and no client resumed it. It was away for this long.
+    SessionExpired(Duration),
+    /// The channel's session kept more for replay than
+    /// [`Config::resume_buffer`](crate::Config::resume_buffer) allows (`kept` bytes, over
+    /// `max`): it could not be replayed whole, so it ended rather than lose messages silently.
+    ReplayOverflow {
+        /// Bytes kept when it ended.
+        kept: usize,
+        /// The bound.
+        max: usize,
+    },
 }
 
 impl DisconnectReason {
@@ -276,6 +300,15 @@ impl fmt::Display for DisconnectReason {
                 write!(f, "no answer to heartbeats for {:.1} s", d.as_secs_f64())
             }
             DisconnectReason::Error(e) => fmt::Display::fmt(e, f),
+            DisconnectReason::SessionExpired(d) => {
+                write!(f, "session expired after {:.1} s away", d.as_secs_f64())
+            }
+            DisconnectReason::ReplayOverflow { kept, max } => {
+                write!(
+                    f,
+                    "session kept {kept} bytes for replay, over its bound of {max}"
+                )
+            }
         }
     }
 }

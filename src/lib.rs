@@ -140,6 +140,7 @@ pub mod message;
 pub mod proxy;
 mod reactor;
 pub mod server;
+pub mod session;
 pub mod stats;
 mod tcp_info;
 #[cfg(feature = "tls")]
@@ -150,7 +151,7 @@ pub mod ws;
 
 pub use bytes::Bytes;
 pub use client::{Client, ClientCtx, ClientRoutes, Connection, Listener, Mode, ServerAddr};
-pub use config::{BindAddr, Config, Keepalive, Listen, SlowReaderPolicy};
+pub use config::{BindAddr, Config, Keepalive, Listen, Reconnect, SlowReaderPolicy};
 pub use encode::{Bin, Encode, Entries, MapMsg};
 pub use error::{DisconnectReason, Error, HandlerResult};
 pub use health::Health;

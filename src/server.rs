@@ -118,6 +118,22 @@ pub trait ChannelHandler: Sized + 'static {
         let _ = (ctx, reason);
     }
 
+    /// The channel's link dropped, and its session waits for the client to resume it
+    /// ([`Config::resume_window`](crate::Config::resume_window)): the player is away, not gone.
+    /// Messages sent to the channel meanwhile are kept and delivered when it is back; freeze
+    /// the avatar or let a bot drive it. `reason` says how the link dropped. Either
+    /// [`on_back`](Self::on_back) or [`on_close`](Self::on_close) follows.
+    fn on_away(&mut self, ctx: &mut ChannelCtx<'_, Self>, reason: &DisconnectReason) {
+        let _ = (ctx, reason);
+    }
+
+    /// The channel's session is back on a new link, which may come from another address
+    /// ([`ChannelCtx::addr`]). Everything either side sent meanwhile is delivered (once, in
+    /// order).
+    fn on_back(&mut self, ctx: &mut ChannelCtx<'_, Self>) {
+        let _ = ctx;
+    }
+
     /// Something went wrong on this connection: a bad frame (dropped, the connection stays
     /// open), a handler that returned an error or panicked, or a fatal error that is about to
     /// close the connection (see [`Error::is_fatal`]). The default logs it at warn level.
@@ -144,6 +160,17 @@ pub trait ServerHandler<C: ChannelHandler>: Sized + 'static {
         reason: &DisconnectReason,
     ) {
         let _ = (ctx, id, channel, reason);
+    }
+
+    /// A channel is away, after its [`ChannelHandler::on_away`] (see there).
+    fn on_away(&mut self, ctx: &mut ServerCtx<'_, C>, id: ChannelId, reason: &DisconnectReason) {
+        let _ = (ctx, id, reason);
+    }
+
+    /// A channel is back from [`on_away`](Self::on_away), from `addr`, after its
+    /// [`ChannelHandler::on_back`].
+    fn on_back(&mut self, ctx: &mut ServerCtx<'_, C>, id: ChannelId, addr: SocketAddr) {
+        let _ = (ctx, id, addr);
     }
 
     /// The fixed-rate tick set with [`Server::tick_rate`], on the reactor's thread.
@@ -390,9 +417,15 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
         self.reactor.live()
     }
 
-    /// Whether channel `id` is still connected.
+    /// Whether channel `id` is still connected (an away channel counts: it may come back).
     pub fn is_connected(&self, id: ChannelId) -> bool {
         self.reactor.is_open(id)
+    }
+
+    /// Whether channel `id` is away: its link dropped and its session waits for a resume
+    /// (see [`ChannelHandler::on_away`]).
+    pub fn is_away(&self, id: ChannelId) -> bool {
+        self.reactor.is_away(id)
     }
 
     /// The remote address of channel `id`.
@@ -531,9 +564,15 @@ impl<'a, C: ChannelHandler> ChannelCtx<'a, C> {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Whether this channel is still connected (Python: `is_connected`).
+    /// Whether this channel is still connected (Python: `is_connected`); an away channel
+    /// counts (see [`is_away`](Self::is_away)).
     pub fn is_connected(&self) -> bool {
         self.inner.reactor.is_open(self.id)
+    }
+
+    /// Whether this channel is away: its link dropped and its session waits for a resume.
+    pub fn is_away(&self) -> bool {
+        self.inner.reactor.is_away(self.id)
     }
 
     /// What this channel carried so far, and its heartbeat RTT; see [`crate::stats`].
@@ -734,6 +773,8 @@ impl<C: ChannelHandler> Core<C> {
             "repod: draining: no new players; stopping when the last leaves, within {within:?}"
         );
         reactor.stop_listening();
+        // No listener is left to come back through: away sessions end, drops close.
+        reactor.end_sessions();
         self.control.drain = Some(deadline);
         self.mailbox.vitals.set_draining();
         self.mailbox.vitals.set_listening(false);
@@ -854,8 +895,11 @@ impl<C: ChannelHandler> Driver for Core<C> {
             self.channels.resize_with(id.slot() + 1, || None);
         }
         self.channels[id.slot()] = Some((id, channel));
-        // Same order as Python repod: greeting, channel hook, server hook.
-        let _ = reactor.send(id, &msg! { "action": "connected" });
+        // Same order as Python repod: greeting, channel hook, server hook. With sessions on,
+        // the reactor greeted already, with the session's token.
+        if !reactor.greets() {
+            let _ = reactor.send(id, &msg! { "action": "connected" });
+        }
         let outcome = self.with_channel(reactor, id, |ch, ctx, _| guard(|| ch.on_connect(ctx)));
         if let Some(Err(panic)) = outcome {
             reactor.close(id, DisconnectReason::Error(Error::HandlerPanic(panic)));
@@ -911,6 +955,28 @@ impl<C: ChannelHandler> Driver for Core<C> {
         log::debug!("repod: {id:?} disconnected: {reason}");
         let (state, mut ctx) = self.ctx(reactor);
         state.on_disconnect(&mut ctx, id, channel, &reason);
+    }
+
+    fn away(&mut self, reactor: &mut Reactor, id: ChannelId, reason: &DisconnectReason) {
+        let outcome =
+            self.with_channel(reactor, id, |ch, ctx, _| guard(|| ch.on_away(ctx, reason)));
+        if let Some(Err(panic)) = outcome {
+            log::error!("repod: {id:?}: on_away panicked: {panic}");
+        }
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_away(&mut ctx, id, reason);
+    }
+
+    fn back(&mut self, reactor: &mut Reactor, id: ChannelId) {
+        let outcome = self.with_channel(reactor, id, |ch, ctx, _| guard(|| ch.on_back(ctx)));
+        if let Some(Err(panic)) = outcome {
+            log::error!("repod: {id:?}: on_back panicked: {panic}");
+        }
+        let addr = reactor
+            .peer_addr(id)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (state, mut ctx) = self.ctx(reactor);
+        state.on_back(&mut ctx, id, addr);
     }
 
     fn woken(&mut self, reactor: &mut Reactor) {

@@ -130,6 +130,9 @@ pub struct ClosedCounts {
     pub protocol_error: u64,
     /// A handler panicked.
     pub handler_panic: u64,
+    /// A session away past its window, or over its replay bound
+    /// ([`DisconnectReason::SessionExpired`], [`DisconnectReason::ReplayOverflow`]).
+    pub session_ended: u64,
 }
 
 /// Frames dropped (the connection stays) because they could not be read as a message, by
@@ -198,6 +201,11 @@ pub struct ServerStats {
     pub max_tick: Duration,
     /// Time spent in tick handlers, in total.
     pub tick_time: Duration,
+    /// Times a channel's link dropped and its session went away
+    /// ([`Config::resume_window`](crate::Config::resume_window)).
+    pub went_away: u64,
+    /// Times a session was resumed on a new link.
+    pub resumed: u64,
 }
 
 impl fmt::Display for ServerStats {
@@ -227,6 +235,8 @@ pub(crate) struct Counters {
     pub(crate) msgs_out: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
+    pub(crate) went_away: u64,
+    pub(crate) resumed: u64,
 }
 
 impl Counters {
@@ -238,6 +248,9 @@ impl Counters {
             DisconnectReason::Closed => &mut c.closed_locally,
             DisconnectReason::ServerStopped => &mut c.server_stopped,
             DisconnectReason::HeartbeatTimeout(_) => &mut c.heartbeat_timeout,
+            DisconnectReason::SessionExpired(_) | DisconnectReason::ReplayOverflow { .. } => {
+                &mut c.session_ended
+            }
             DisconnectReason::Error(e) => match e {
                 Error::IdleTimeout(_) => &mut c.idle_timeout,
                 Error::OutputFull { .. } => &mut c.slow_reader,
@@ -269,6 +282,7 @@ impl ServerStats {
                     + k.io_error
                     + k.protocol_error
                     + k.handler_panic
+                    + k.session_ended
             },
             closed_by: r.closed,
             dropped: c.dropped,
@@ -282,6 +296,8 @@ impl ServerStats {
             last_tick: c.last_tick,
             max_tick: c.max_tick,
             tick_time: c.tick_time,
+            went_away: r.went_away,
+            resumed: r.resumed,
         }
     }
 }
@@ -325,7 +341,7 @@ impl CoreCounters {
 }
 
 /// Number of published values: keep in step with `publish` and `snapshot`.
-const SLOTS: usize = 27;
+const SLOTS: usize = 30;
 
 /// The published copy, read by handles on other threads.
 #[derive(Debug)]
@@ -372,6 +388,9 @@ impl Published {
             nanos(s.last_tick),
             nanos(s.max_tick),
             nanos(s.tick_time),
+            cl.session_ended,
+            s.went_away,
+            s.resumed,
         ];
         for (slot, v) in self.slots.iter().zip(values) {
             slot.store(v, Ordering::Relaxed);
@@ -390,12 +409,15 @@ impl Published {
             io_error: v[9],
             protocol_error: v[10],
             handler_panic: v[11],
+            session_ended: v[27],
         };
         ServerStats {
             connections: v[0],
             accepted: v[1],
             refused: v[2],
-            closed: v[3..12].iter().sum(),
+            closed: v[3..12].iter().sum::<u64>() + v[27],
+            went_away: v[28],
+            resumed: v[29],
             closed_by,
             dropped: DroppedCounts {
                 invalid_msgpack: v[12],
@@ -445,6 +467,7 @@ pub(crate) mod export {
             ("io_error", c.io_error),
             ("protocol_error", c.protocol_error),
             ("handler_panic", c.handler_panic),
+            ("session_ended", c.session_ended),
         ] {
             counter!("repod_closed_total", "reason" => reason).absolute(v);
         }

@@ -196,9 +196,14 @@ struct ProbeServer {
 
 impl ProbeServer {
     fn start() -> ProbeServer {
+        Self::start_with(repod::Config::default())
+    }
+
+    fn start_with(cfg: repod::Config) -> ProbeServer {
         let (tx, events) = mpsc::channel();
         let server = Server::<ProbeChannel>::bind("127.0.0.1:0", Probe { events: tx })
             .expect("bind")
+            .config(cfg)
             .start_background()
             .expect("start_background");
         ProbeServer {
@@ -726,6 +731,42 @@ fn python_client_connects_and_closes() {
     client.finish_ok();
     server.assert_no_more_events();
     assert_eq!(client.reports("event"), PYTHON_CLIENT_EVENTS);
+}
+
+/// Sessions on (`Config::resume_window`): the Python client ignores the greeting's extra
+/// `session` key, never asks for the session (it sends no `_ack`), and so is sent nothing new:
+/// no acknowledgement reaches its handlers, and everything else is as without sessions.
+#[test]
+fn python_client_is_unaffected_by_sessions() {
+    let Some(py) = python::venv() else { return };
+    let cfg = repod::Config::default().resume_window(Some(Duration::from_secs(30)));
+    let server = ProbeServer::start_with(cfg);
+    let mut client = Proc::python(py, "client.py", &["127.0.0.1", &server.port]);
+    // A silent client is announced after a short grace (it might have been a resume).
+    let (id, _) = server.expect_connect();
+    for i in 0..100u32 {
+        server
+            .handle
+            .send_to(id, &msg! { "action": "echo", "i": i });
+        let reply = server.expect_routed(id, "echo_reply");
+        assert_eq!(
+            reply.to_value(),
+            map(vec![
+                (s("action"), s("echo_reply")),
+                (s("i"), Value::from(i))
+            ])
+        );
+    }
+    server.handle.send_to(id, &msg! { "action": "close" });
+    server.expect_close(id, "peer_closed");
+    client.finish_ok();
+    server.assert_no_more_events();
+    assert_eq!(client.reports("event"), PYTHON_CLIENT_EVENTS);
+    assert!(
+        client.reports("fallback").is_empty(),
+        "the Python client got messages it does not know: {:?}",
+        client.reports("fallback")
+    );
 }
 
 #[test]

@@ -1072,3 +1072,73 @@ fn background_tls_client_round_trips_allocate_nothing_on_the_game_thread() {
     counter::self_check();
     tls_round_trips(Mode::Background, false);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sessions (`Config::resume_window`): counting, acknowledgements and keeping output for replay,
+// on both sides, server and client measured.
+
+/// `n` echo round trips with the server's steps measured too.
+fn round_trips_both_measured(server: &mut Server<Echo>, client: &mut Client<Pinger>, n: u64) {
+    for _ in 0..n {
+        let seq = client.listener().replies;
+        let handled = server.state().0;
+        let sent = counter::measured(|| {
+            client.send(&msg! { "action": "echo", "seq": seq, "name": "player" })
+        });
+        assert!(sent > 0);
+        let until = deadline();
+        while server.state().0 == handled {
+            assert!(Instant::now() < until, "the server got nothing");
+            counter::measured(|| server.step(Some(Duration::from_millis(10))).unwrap());
+        }
+        counter::measured(|| {
+            while client.listener().replies == seq && Instant::now() < until {
+                client.pump_timeout(Duration::from_millis(10));
+            }
+        });
+        assert_eq!(client.listener().replies, seq + 1, "no reply");
+    }
+}
+
+fn sessions_allocate_nothing(websocket: bool) {
+    counter::self_check();
+    let mut server = Server::<Echo>::bind("127.0.0.1:0", Processed(0))
+        .expect("bind")
+        .config(Config::default().resume_window(Some(Duration::from_secs(30))));
+    let addr = if websocket {
+        format!(
+            "ws://{}/",
+            server.listen_ws("127.0.0.1:0").expect("listen_ws")
+        )
+    } else {
+        server.local_addr().to_string()
+    };
+    let mut client = connect(&mut server, &addr, Pinger::default(), Mode::Stepped, |p| {
+        p.connected
+    });
+    let warm_up = allocations_during(|| round_trips_both_measured(&mut server, &mut client, 1000));
+    let one = allocations_during(|| round_trips_both_measured(&mut server, &mut client, 1000));
+    let ten = allocations_during(|| round_trips_both_measured(&mut server, &mut client, 10_000));
+    println!(
+        "sessions on (websocket: {websocket}): {warm_up} allocations during 1,000 warm-up round \
+         trips, {one} over the next 1,000, {ten} over the next 10,000"
+    );
+    let stats = server.with_ctx(|_, ctx| ctx.server_stats());
+    assert!(client.is_connected());
+    assert_eq!(stats.went_away, 0);
+    assert_eq!(
+        (one, ten),
+        (0, 0),
+        "sessions allocated in the steady state (run with REPOD_ALLOC_TRACE=1 to see where)"
+    );
+}
+
+#[test]
+fn sessions_on_round_trips_allocate_nothing() {
+    sessions_allocate_nothing(false);
+}
+
+#[test]
+fn sessions_on_websocket_round_trips_allocate_nothing() {
+    sessions_allocate_nothing(true);
+}

@@ -34,9 +34,14 @@ export interface SocketConnectMessage extends Message {
   action: "socketConnect";
 }
 
-/** The server's greeting: once per connection. */
+/**
+ * The server's greeting: once per connection (a resumed session shows none; after
+ * `resume_failed`, the new session's greeting follows it).
+ */
 export interface ConnectedMessage extends Message {
   action: "connected";
+  /** The session token, from a server that offers sessions (the client handles it by itself). */
+  session?: string;
 }
 
 /**
@@ -48,13 +53,52 @@ export interface ErrorMessage extends Message {
   error?: string;
 }
 
-/** A connection that had opened ended. */
+/**
+ * A connection that had opened ended. With a session: the session ended (a clean close,
+ * `close()`, or the client gave up resuming), not a link that dropped and is being resumed.
+ */
 export interface DisconnectedMessage extends Message {
   action: "disconnected";
-  /** E.g. `closed by peer (1000)`, `closed locally (1000)`, `connection lost (1006)`. */
+  /**
+   * E.g. `closed by peer (1000)`, `closed locally (1000)`, `connection lost (1006)`,
+   * `gave up resuming after 7 attempts in 60.0 s: cannot connect to ws://... (1006)`,
+   * `gave up resuming: 16385 messages (...) to hold while the link is down, over ...`.
+   */
   reason: string;
-  /** The WebSocket close code. */
+  /** The WebSocket close code (1006 when the client gave up resuming). */
   code: number;
+}
+
+/**
+ * The session's link dropped (or the previous attempt to resume it failed): attempt `attempt`
+ * starts in `delayMs`. Messages sent meanwhile are queued.
+ */
+export interface ReconnectingMessage extends Message {
+  action: "reconnecting";
+  /** 1 for the first attempt after a drop, then 2, 3... */
+  attempt: number;
+  /** Why the link or the last attempt ended, e.g. `connection lost (1006)`. */
+  reason: string;
+  /** The wait before this attempt (backoff with jitter), in ms. */
+  delayMs: number;
+}
+
+/** The session is back: what either side missed is sent again, nothing twice. */
+export interface ResumedMessage extends Message {
+  action: "resumed";
+}
+
+/**
+ * The server could not resume the session (it restarted, the session expired): a new session
+ * goes on, and its `connected` follows this event. What the client had sent without the
+ * server's acknowledgement, and what was queued during the outage, is dropped.
+ */
+export interface ResumeFailedMessage extends Message {
+  action: "resume_failed";
+  /** The server's text, e.g. `unknown or expired session`. */
+  reason: string;
+  /** How many messages the client dropped (sent unacknowledged, or queued). */
+  dropped: number;
 }
 
 /** A message handler; `this` is the client as well. */
@@ -82,6 +126,18 @@ export interface WebSocketLike {
  */
 export type WebSocketClass = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
+/** When and how a session is resumed after its link drops. */
+export interface ReconnectOptions {
+  /** The wait before the first attempt, in ms (default 100); it doubles after each failure. */
+  initialMs?: number;
+  /** The longest wait between attempts, before the jitter (default 5000). */
+  maxMs?: number;
+  /** No attempt starts after this long without success: `disconnected` (default 60000). */
+  giveUpMs?: number;
+  /** Attempts per outage at most (default unlimited within `giveUpMs`). */
+  maxAttempts?: number;
+}
+
 export interface ClientOptions {
   /** `"immediate"` (default): handlers run as messages arrive. `"pump"`: only in `pump()`. */
   dispatch?: "immediate" | "pump";
@@ -107,9 +163,31 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** Silence allowed while heartbeats are on; three `heartbeatMs` by default. */
   heartbeatTimeoutMs?: number;
+  /**
+   * Sessions, when the server offers one (its greeting carries a token): after a dropped link
+   * (a reset, a WebSocket closed without a close frame, no answer to heartbeats) reconnect to
+   * the same URL with exponential backoff and jitter, and resume: nothing lost, nothing twice.
+   * On by default; an object tunes the backoff. `false`: do not opt in at all (a drop ends in
+   * `disconnected`, as with a server without sessions).
+   */
+  reconnect?: boolean | ReconnectOptions;
+  /**
+   * Bound on one attempt to resume, from creating the socket to the server's answer, in ms
+   * (default 10000); a slower attempt counts as failed. The first `connect()` has none.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Bound on what a session holds for a resume while its link is down, in bytes: messages sent
+   * but not yet acknowledged, plus those sent during the outage (default 4 MiB). Exceeded: the
+   * client gives up (`disconnected`) and that `send` returns 0.
+   */
+  maxQueuedBytes?: number;
+  /** The same bound in messages (default 16384). */
+  maxQueuedMessages?: number;
 }
 
-export type ClientState = "idle" | "connecting" | "open" | "closing" | "closed";
+/** `"reconnecting"`: a session's link dropped; until it is resumed or given up. */
+export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closing" | "closed";
 
 /**
  * A repod client over a WebSocket (Python: `ConnectionListener`). Subclass it with
@@ -123,11 +201,15 @@ export class Client {
 
   /**
    * Sends one message: returns its encoded size, or 0 when not connected or connecting.
-   * Messages sent while connecting are queued. Throws on a value msgpack cannot encode.
+   * Messages sent while connecting or reconnecting are queued (0 when that overflows the
+   * session's bounds: the session ends). Throws on a value msgpack cannot encode.
    */
   send<T extends OutgoingMessage>(data: T): number;
 
-  /** Closes the connection (1000); `disconnected` (or `error`, if it never opened) follows. */
+  /**
+   * Closes the connection (1000); `disconnected` (or `error`, if it never opened) follows. While
+   * reconnecting: stops, drops what was queued, `disconnected` (`closed locally (1000)`).
+   */
   close(): void;
 
   /** Dispatches what arrived since the last call (pump mode); returns how many. */
@@ -138,6 +220,9 @@ export class Client {
   on(action: "connected", handler: Handler<this, ConnectedMessage>): this;
   on(action: "error", handler: Handler<this, ErrorMessage>): this;
   on(action: "disconnected", handler: Handler<this, DisconnectedMessage>): this;
+  on(action: "reconnecting", handler: Handler<this, ReconnectingMessage>): this;
+  on(action: "resumed", handler: Handler<this, ResumedMessage>): this;
+  on(action: "resume_failed", handler: Handler<this, ResumeFailedMessage>): this;
   on(action: string, handler: Handler<this, Message>): this;
 
   /** Removes the handler registered with `on` for this action. */
@@ -146,14 +231,17 @@ export class Client {
   /** The fallback for messages with no handler (overridable, or assign a function). */
   network_received(data: Message): void;
 
-  /** Open or still opening (so `send` queues); false after `close()`. */
+  /** Open, still opening, or reconnecting (so `send` queues); false after `close()`. */
   readonly isConnected: boolean;
   readonly state: ClientState;
   /** The URL of the current or last connection. */
   readonly url: string | null;
   /** The latest heartbeat round trip in ms (with `heartbeatMs`), or null before the first. */
   readonly rtt: number | null;
-  /** Bytes sent but not yet handed to the network (including those queued while opening). */
+  /**
+   * Bytes sent but not yet handed to the network (including those queued while opening or
+   * reconnecting).
+   */
   readonly bufferedAmount: number;
   /** Messages waiting for `pump()`. */
   readonly pending: number;

@@ -178,6 +178,7 @@ impl Reactor {
             codec,
             tls: None,
             login: None,
+            session: None,
             out: Vec::new(),
             out_pos: 0,
             out_base: 0,
@@ -396,7 +397,7 @@ impl Reactor {
             Ok(id) => {
                 log::debug!("repod: accepted {addr} as {id:?}");
                 self.counters.accepted += 1;
-                driver.accepted(self, id);
+                self.channel_ready(id.index(), id, driver);
                 self.deliver_closed(driver);
             }
             Err(e) => log::error!("repod: cannot register {addr}: {e}"),

@@ -164,7 +164,7 @@ impl Reactor {
                 self.accepting -= 1;
                 self.live += 1;
                 self.counters.accepted += 1;
-                driver.accepted(self, id);
+                self.channel_ready(index, id, driver);
             }
             State::Upgrading => self.transport_ready(index, driver),
             _ => {}
@@ -221,6 +221,11 @@ impl Reactor {
         } else {
             return false;
         }
+        if self.sessions_resuming() {
+            // This link now carries an older channel: its input goes on there, next read.
+            self.finish_resume(driver);
+            return false;
+        }
         if let Err(e) = result {
             log::warn!("repod: closing {id:?}: {e}");
             self.close(id, DisconnectReason::Error(e));
@@ -233,6 +238,9 @@ impl Reactor {
     /// driver.
     pub(super) fn deliver(&mut self, id: ChannelId, payload: &[u8], driver: &mut impl Driver) {
         match heartbeat::classify(payload) {
+            None if self.links[id.index()].session.is_some() => {
+                self.session_frame(id, payload, driver)
+            }
             None => driver.frame(self, id, payload),
             Some(Beat::Ping(stamp)) => {
                 let _ = match stamp {
@@ -375,7 +383,7 @@ impl Reactor {
         self.accepting -= 1;
         self.live += 1;
         self.counters.accepted += 1;
-        driver.accepted(self, id);
+        self.channel_ready(index, id, driver);
         rest.is_empty() || !self.is_open(id) || self.input(index, id, rest, driver)
     }
 
@@ -444,7 +452,7 @@ impl Reactor {
             self.live += 1;
             self.counters.accepted += 1;
             log::debug!("repod: {id:?} upgraded to WebSocket");
-            driver.accepted(self, id);
+            self.channel_ready(index, id, driver);
             // Frames the client sent right behind its request.
             let rest = &mut up.head[request.len..];
             rest.is_empty() || !self.is_open(id) || self.input(index, id, rest, driver)

@@ -51,8 +51,11 @@ mod accept;
 mod alarm;
 mod input;
 mod output;
+mod session;
 mod timers;
 mod tls;
+
+use self::session::Session;
 
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
@@ -138,6 +141,10 @@ pub(crate) trait Driver {
     ) -> Result<Option<crate::ws::Login>, u16> {
         Ok(None)
     }
+    /// A channel's link dropped and its session waits for its client to resume it.
+    fn away(&mut self, _reactor: &mut Reactor, _id: ChannelId, _reason: &DisconnectReason) {}
+    /// A session that was away is back, on a new link (the same id).
+    fn back(&mut self, _reactor: &mut Reactor, _id: ChannelId) {}
     /// Another thread called [`Remote::wake`].
     fn woken(&mut self, _reactor: &mut Reactor) {}
     /// SIGINT or SIGTERM (the number) arrived (only after [`Reactor::watch_signals`]).
@@ -163,6 +170,9 @@ enum State {
     Flushing,
     /// Output written and FIN sent; discarding input until the peer closes.
     Draining,
+    /// The link dropped, but its session waits for the client to resume it (see
+    /// `session.rs`): a channel with no socket, whose output is kept for replay.
+    Away,
 }
 
 /// How a connection frames its messages, which decides how output is encoded.
@@ -244,6 +254,8 @@ struct Link {
     tls: Option<Box<TlsLayer>>,
     /// What the server's upgrade hook admitted this connection with.
     login: Option<Box<crate::ws::Login>>,
+    /// The session this link carries, if sessions are on (see `session.rs`).
+    session: Option<Box<Session>>,
     out: Vec<u8>,
     out_pos: usize,
     /// Bytes removed from the front of `out` so far: a latest-wins entry's stream offset
@@ -296,8 +308,26 @@ impl Link {
         self.gated_until = Some(now + GATE_HOLD);
     }
 
-    /// Everything in `out` was written: it starts over, empty.
+    /// Everything in `out` was written: it starts over, empty, unless a session keeps some
+    /// of it for replay until the peer acknowledges it.
     fn written_all(&mut self) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.keep < self.out.len())
+        {
+            // Nothing written can be replaced any more.
+            self.latest.clear();
+            return;
+        }
+        if let Some(s) = self.session.as_deref_mut() {
+            s.keep = 0;
+        }
+        if self.out_hold != usize::MAX {
+            // Still held (a WebSocket client's upgrade request went out): what is queued from
+            // now on waits for the answer too.
+            self.out_hold = 0;
+        }
         self.out_base += self.out.len() as u64;
         self.out.clear();
         self.out_pos = 0;
@@ -323,13 +353,23 @@ impl Link {
     fn is_live(&self) -> bool {
         matches!(
             self.state,
-            State::Open | State::Connecting | State::Upgrading
+            State::Open | State::Connecting | State::Upgrading | State::Away
         )
+    }
+
+    /// Whether broadcasts reach this link: an open channel, or one away (its messages are
+    /// kept for replay). Not a link still waiting to learn whether it resumes a session.
+    fn takes_broadcasts(&self) -> bool {
+        match self.state {
+            State::Open => self.session.as_ref().is_none_or(|s| s.announced),
+            State::Away => true,
+            _ => false,
+        }
     }
 
     /// No output queued at all, and no buffer left to release.
     fn nothing_to_write(&self) -> bool {
-        self.out.is_empty() && self.tls.as_ref().is_none_or(|t| t.pending() == 0)
+        self.out_pos == self.out.len() && self.tls.as_ref().is_none_or(|t| t.pending() == 0)
     }
 
     fn is_ws(&self) -> bool {
@@ -407,6 +447,8 @@ pub(crate) struct Reactor {
     beat_links: Vec<usize>,
     /// Gated links that could not write, and when they try again.
     gated: Vec<usize>,
+    /// Sessions that survive a dropped link (see `session.rs`).
+    sessions: session::Sessions,
     gate_retry_at: Option<Instant>,
     /// Wakes the reactor by its earliest deadline, so `poll` needs no timeout (see `alarm`).
     alarm: alarm::Alarm,
@@ -462,6 +504,7 @@ impl Reactor {
             beat_at: None,
             beat_links: Vec::new(),
             gated: Vec::new(),
+            sessions: session::Sessions::default(),
             gate_retry_at: None,
             alarm,
             epoch: Instant::now(),
@@ -588,7 +631,7 @@ impl Reactor {
     pub(crate) fn open_ids(&self) -> impl Iterator<Item = ChannelId> + '_ {
         self.links
             .iter()
-            .filter(|(_, l)| l.state == State::Open)
+            .filter(|(_, l)| matches!(l.state, State::Open | State::Away))
             .map(|(i, l)| ChannelId {
                 index: i as u32,
                 gen: l.gen,
@@ -598,17 +641,25 @@ impl Reactor {
     /// Closes `id` for the application now; its queued output is still written. The driver's
     /// `closed` runs once, after the current callback returns.
     pub(crate) fn close(&mut self, id: ChannelId, reason: DisconnectReason) {
+        if self.goes_away(id, &reason) {
+            self.sessions.events.push_back((id, Some(reason)));
+            return;
+        }
         let deadline = self.now + self.cfg.linger;
-        let link = match self.links.get_mut(id.index()) {
-            Some(l) if l.gen == id.gen && l.is_live() => l,
+        match self.links.get(id.index()) {
+            Some(l) if l.gen == id.gen && l.is_live() => {}
             _ => return,
         };
+        self.forget_session(id.index());
+        let link = &mut self.links[id.index()];
+        let was_away = link.state == State::Away;
         let was_open = link.state == State::Open;
         link.state = State::Flushing;
         link.close_deadline = Some(deadline);
         link.codec = Codec::default();
         if !was_open {
-            // Nothing can be written on a socket that never connected or upgraded.
+            // Nothing can be written on a socket that never connected or upgraded, or that
+            // is gone.
             link.out = Vec::new();
             link.out_pos = 0;
             link.out_hold = usize::MAX;
@@ -635,6 +686,9 @@ impl Reactor {
             self.dirty.push(id.index());
         }
         self.closed.push_back((id, reason));
+        if was_away {
+            self.remove(id.index());
+        }
     }
 
     fn remove(&mut self, index: usize) {
@@ -693,6 +747,7 @@ impl Reactor {
         driver: &mut impl Driver,
     ) -> io::Result<()> {
         let busy = !self.backlog.is_empty()
+            || !self.sessions.events.is_empty()
             || self.accept_pending
             || !self.closed.is_empty()
             || !self.refused.is_empty();
@@ -704,6 +759,7 @@ impl Reactor {
             self.linger_check_at,
             self.beat_at,
             self.gate_retry_at,
+            self.session_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -815,6 +871,12 @@ impl Reactor {
     }
 
     fn deliver_closed(&mut self, driver: &mut impl Driver) {
+        while let Some((id, away)) = self.sessions.events.pop_front() {
+            match away {
+                Some(reason) => driver.away(self, id, &reason),
+                None => driver.back(self, id),
+            }
+        }
         while let Some((id, reason)) = self.closed.pop_front() {
             driver.closed(self, id, reason);
         }
@@ -830,6 +892,8 @@ fn close_code(reason: &DisconnectReason) -> Option<u16> {
     Some(match reason {
         DisconnectReason::Closed | DisconnectReason::PeerClosed => 1000,
         DisconnectReason::ServerStopped | DisconnectReason::HeartbeatTimeout(_) => 1001,
+        DisconnectReason::SessionExpired(_) => return None,
+        DisconnectReason::ReplayOverflow { .. } => 1008,
         DisconnectReason::Error(e) => match e {
             Error::Io(_) => return None,
             Error::WebSocket(w) => w.close_code(),

@@ -89,7 +89,7 @@ impl Reactor {
         ws_framed.clear();
         let mut count = 0;
         for index in 0..self.links.capacity() {
-            if self.links.get(index).is_none_or(|l| l.state != State::Open) {
+            if self.links.get(index).is_none_or(|l| !l.takes_broadcasts()) {
                 continue;
             }
             let id = self.id_of(index);
@@ -189,7 +189,7 @@ impl Reactor {
     pub(crate) fn send_framed_to_all(&mut self, framed: &[u8]) -> usize {
         let mut count = 0;
         for index in 0..self.links.capacity() {
-            if self.links.get(index).is_none_or(|l| l.state != State::Open) {
+            if self.links.get(index).is_none_or(|l| !l.takes_broadcasts()) {
                 continue;
             }
             let id = self.id_of(index);
@@ -258,6 +258,14 @@ impl Reactor {
         }
         link.msgs_out += msgs;
         self.counters.msgs_out += msgs;
+        if link.session.is_some() {
+            if let Some((kept, max)) = self.over_replay_bound(id.index()) {
+                log::warn!("repod: closing {id:?}: its session keeps {kept} bytes (max {max})");
+                self.close(id, DisconnectReason::ReplayOverflow { kept, max });
+                return Ok(n);
+            }
+        }
+        let link = &mut self.links[id.index()];
         if !link.dirty && link.state != State::Connecting {
             link.dirty = true;
             self.dirty.push(id.index());
@@ -292,7 +300,7 @@ impl Reactor {
                 let Some(link) = self.links.get(index) else {
                     continue;
                 };
-                if link.state != State::Open {
+                if !link.takes_broadcasts() {
                     continue;
                 }
                 let id = self.id_of(index);
@@ -347,7 +355,10 @@ impl Reactor {
     /// Writes as much queued output as the socket takes, in as few syscalls as it allows.
     pub(super) fn flush(&mut self, index: usize) {
         let link = &mut self.links[index];
-        if matches!(link.state, State::Connecting | State::Draining) {
+        if matches!(
+            link.state,
+            State::Connecting | State::Draining | State::Away
+        ) {
             return;
         }
         if !self.may_write(index) {
@@ -374,10 +385,16 @@ impl Reactor {
         }
         link.congested = false;
         link.written_all();
-        if link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open) {
+        if link.out.is_empty()
+            && (link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open))
+        {
             link.out = Vec::new();
             link.fresh = false;
         }
+        if link.session.is_some() {
+            self.probation(index);
+        }
+        let link = &mut self.links[index];
         if link.state == State::Flushing {
             // Everything is out: send FIN, then read until the peer closes as well.
             let _ = link.stream.shutdown(Shutdown::Write);
@@ -436,11 +453,24 @@ impl Reactor {
             }
             link.congested = false;
             // As `Link::written_all`, field by field: `layer` borrows the link's TLS layer.
-            link.out_base += link.out.len() as u64;
-            link.out.clear();
-            link.out_pos = 0;
             link.latest.clear();
-            if link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open) {
+            match link.session.as_deref_mut() {
+                Some(s) if s.keep < link.out.len() => {} // kept until the peer acknowledges
+                s => {
+                    if let Some(s) = s {
+                        s.keep = 0;
+                    }
+                    link.out_base += link.out.len() as u64;
+                    link.out.clear();
+                    link.out_pos = 0;
+                    if link.out_hold != usize::MAX {
+                        link.out_hold = 0;
+                    }
+                }
+            }
+            if link.out.is_empty()
+                && (link.out.capacity() > KEEP_OUTPUT || (link.fresh && link.state == State::Open))
+            {
                 link.out = Vec::new();
                 link.fresh = false;
             }
@@ -540,8 +570,11 @@ impl Reactor {
     pub(super) fn write_failed(&mut self, index: usize, e: io::Error) {
         let id = self.id_of(index);
         let link = &mut self.links[index];
-        link.out = Vec::new();
-        link.out_pos = 0;
+        if link.session.is_none() || link.state != State::Open {
+            // Nothing queued can be written any more; a session keeps it for replay.
+            link.out = Vec::new();
+            link.out_pos = 0;
+        }
         if link.is_live() {
             log::debug!("repod: {id:?} write error: {e}");
             self.close(id, DisconnectReason::Error(Error::Io(e)));
@@ -608,17 +641,36 @@ fn latest_ident(payload: &[u8], key: u64) -> u64 {
 
 /// Drops already-written bytes from the front of a large output buffer.
 pub(super) fn compact(link: &mut Link) {
-    if link.out_pos == link.out.len() {
+    // Bytes before this are written and not kept for replay.
+    let done = link
+        .session
+        .as_deref()
+        .map_or(link.out_pos, |s| s.keep.min(link.out_pos));
+    if link.session.is_some() && done < link.out.len() && link.out.capacity() < REPLAY_FLOOR {
+        // A session's buffer holds what the peer has not acknowledged, whose size moves with the
+        // timing of acknowledgements: sized once for a usual window, it does not grow again at
+        // each new high-water mark. (A link with nothing kept or queued is not touched: an idle
+        // player costs no buffer.)
+        link.out.reserve(REPLAY_FLOOR - link.out.len());
+    }
+    if done == link.out.len() {
         link.written_all();
-    } else if link.out_pos >= KEEP_OUTPUT && link.out_pos * 2 >= link.out.len() {
-        link.out.drain(..link.out_pos);
-        link.out_base += link.out_pos as u64;
+    } else if done >= KEEP_OUTPUT && done * 2 >= link.out.len() {
+        link.out.drain(..done);
+        link.out_base += done as u64;
         if link.out_hold != usize::MAX {
-            link.out_hold -= link.out_pos;
+            link.out_hold -= done;
         }
-        link.out_pos = 0;
+        link.out_pos -= done;
+        if let Some(s) = link.session.as_deref_mut() {
+            s.keep -= done;
+        }
     }
 }
+
+/// The capacity a session's output buffer gets once it keeps something for replay: a few times
+/// what [`ACK_EVERY`](crate::session::ACK_EVERY) ordinary messages take.
+const REPLAY_FLOOR: usize = 8 * 1024;
 
 /// Latest-wins replacement, on a real connection whose output is inspected before any of it is
 /// written (the reactor writes at the end of a turn; these tests never turn it after the

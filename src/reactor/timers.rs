@@ -16,6 +16,8 @@ impl Reactor {
         if self.gate_retry_at.is_some_and(|t| now >= t) {
             self.retry_gated();
         }
+        self.session_timers();
+        self.announce_late(driver);
         if let (Some(at), Some(idle)) = (self.idle_check_at, self.cfg.idle_timeout) {
             if now >= at {
                 let mut expired = Vec::new();

@@ -1,0 +1,856 @@
+//! Sessions in the reactor: counting, acknowledging, keeping output for replay, links that go
+//! away, and moving a session onto a new link. The wire is `crate::session`.
+//!
+//! What is kept for replay is the link's own output queue: bytes written to the socket stay in
+//! `Link::out`, from `Session::keep` on, until the peer acknowledges them. So a message is
+//! encoded once, as always, and a session costs no copy per message; an acknowledgement walks
+//! the frames it releases. Latest-wins still
+//! replaces only what was not written, so a replaced message is never kept, never replayed.
+//!
+//! A server offers the session with its greeting and waits for the client's first message
+//! before it tells the game of the channel: a `resume` makes the link carry an old channel
+//! instead, and the game never sees a channel that lived for one round trip. A client that
+//! says nothing is announced after `ANNOUNCE_GRACE`.
+
+use super::*;
+use crate::session::{self as wire, Control, Token, ACK_DELAY, ACK_EVERY};
+use std::collections::HashMap;
+
+/// How long a server waits for a new link's first message before it tells the game of the
+/// channel anyway (a client that speaks sessions sends its first ack one round trip after the
+/// greeting; a silent Python client gets its channel this late).
+const ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
+/// A peer that has not acknowledged anything this long after the greeting does not speak
+/// sessions: the server stops keeping its output.
+const PROBATION: Duration = Duration::from_secs(10);
+/// ... nor more than this many bytes of it meanwhile.
+const PROBATION_BYTES: usize = 64 * 1024;
+
+/// One link's session.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub(super) token: Token,
+    /// The token this session was last resumed with. It stays valid until the client says
+    /// anything on the resumed link, which proves it got the new one: a `resumed` lost to a
+    /// second drop must not leave the client with a spent token.
+    prev_token: Option<Token>,
+    pub(super) server: bool,
+    /// The peer's session messages received so far.
+    pub(super) received: u64,
+    /// `received` as of the last acknowledgement sent.
+    ack_sent: u64,
+    /// Our session messages the peer acknowledged: those before `keep` in `Link::out`.
+    acked: u64,
+    /// Where in `Link::out` the first message the peer has not acknowledged starts.
+    pub(super) keep: usize,
+    /// The peer speaks sessions: it acknowledged at least once (a client: the server offered).
+    confirmed: bool,
+    /// Server: the game was told of this channel.
+    pub(super) announced: bool,
+    /// When the session was offered, or when its link dropped.
+    since: Instant,
+    /// An acknowledgement is due by the next ack round.
+    ack_due: bool,
+}
+
+/// What the reactor keeps for all sessions.
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    /// Server: each live session's link, by token.
+    by_token: HashMap<Token, usize>,
+    /// Links waiting for their first message (server), away, or owing an acknowledgement.
+    watched: Vec<usize>,
+    /// The next time `watched` needs a look.
+    check_at: Option<Instant>,
+    /// A resume accepted during this read: (the new link, the old one, the messages the client
+    /// received), done once the new link's decoder is back in place.
+    resuming: Option<(ChannelId, ChannelId, u64, Token)>,
+    /// Frames that followed a `resume` in the same read, for the resumed channel.
+    after_resume: Vec<u8>,
+    /// Away and back, for the driver.
+    pub(super) events: VecDeque<(ChannelId, Option<DisconnectReason>)>,
+    /// Links that drop close instead of going away (the server drains).
+    closing: bool,
+    /// Links whose grace ran out, announced once the driver is at hand.
+    pending_announce: Vec<usize>,
+}
+
+impl Session {
+    fn new(token: Token, server: bool, keep: usize, now: Instant) -> Box<Session> {
+        Box::new(Session {
+            token,
+            prev_token: None,
+            server,
+            received: 0,
+            ack_sent: 0,
+            acked: 0,
+            keep,
+            confirmed: !server,
+            announced: !server,
+            since: now,
+            ack_due: false,
+        })
+    }
+}
+
+impl Reactor {
+    /// A server's link `index` is ready to be a channel. With sessions on, it is greeted with
+    /// its token now and announced to the driver on its first message; otherwise announced at
+    /// once.
+    pub(super) fn channel_ready(&mut self, index: usize, id: ChannelId, driver: &mut impl Driver) {
+        if self.cfg.resume_window.is_none() {
+            return driver.accepted(self, id);
+        }
+        let token = wire::new_token();
+        let text = std::str::from_utf8(&token).expect("hex digits");
+        let _ = self.send(id, &msg! { "action": "connected", "session": text });
+        let keep = self.links[index].out.len();
+        self.links[index].session = Some(Session::new(token, true, keep, self.now));
+        self.sessions.by_token.insert(token, index);
+        self.watch(index, self.now + ANNOUNCE_GRACE);
+    }
+
+    /// Whether the reactor greets its server links itself (sessions on): the greeting carries
+    /// the session's token.
+    pub(crate) fn greets(&self) -> bool {
+        self.cfg.resume_window.is_some()
+    }
+
+    fn watch(&mut self, index: usize, at: Instant) {
+        if !self.sessions.watched.contains(&index) {
+            self.sessions.watched.push(index);
+        }
+        self.sessions.check_at = Some(self.sessions.check_at.map_or(at, |t| t.min(at)));
+    }
+
+    pub(super) fn sessions_resuming(&self) -> bool {
+        self.sessions.resuming.is_some()
+    }
+
+    pub(super) fn session_deadline(&self) -> Option<Instant> {
+        self.sessions.check_at
+    }
+
+    /// Client: keep what this link sends from now on, until the greeting says whether the
+    /// server offers a session (messages sent before the greeting belong to the session too).
+    pub(crate) fn keep_output(&mut self, id: ChannelId) {
+        let now = self.now;
+        if let Some(link) = self.link_mut(id) {
+            if link.session.is_none() {
+                // The buffer holds what is kept for replay from now on: never released as a
+                // fresh link's first output is.
+                link.fresh = false;
+                let keep = link.out_pos;
+                link.session = Some(Session::new([0; 32], false, keep, now));
+                link.session.as_mut().expect("just set").confirmed = false;
+            }
+        }
+    }
+
+    /// Client: the server's greeting offered session `token` (`Some`), or none. Taking it
+    /// sends the first acknowledgement, which asks the server for the session.
+    pub(crate) fn greeted(&mut self, id: ChannelId, token: Option<&str>) {
+        let token = token.and_then(wire::parse_token);
+        let now = self.now;
+        let Some(link) = self.link_mut(id) else {
+            return;
+        };
+        match token {
+            None => {
+                link.session = None;
+            }
+            Some(t) => {
+                let keep = link.out_pos.min(link.out.len());
+                let s = link
+                    .session
+                    .get_or_insert_with(|| Session::new(t, false, keep, now));
+                s.token = t;
+                s.confirmed = true;
+                let _ = self.send(id, &msg! { "action": wire::ACK, "received": 0u64 });
+            }
+        }
+    }
+
+    /// Client: the token of `id`'s session, once the server offered one.
+    pub(crate) fn session_token(&self, id: ChannelId) -> Option<Token> {
+        self.link(id)
+            .and_then(|l| l.session.as_ref())
+            .filter(|s| s.confirmed)
+            .map(|s| s.token)
+    }
+
+    /// The session messages `id` received so far.
+    pub(crate) fn session_received(&self, id: ChannelId) -> u64 {
+        self.link(id)
+            .and_then(|l| l.session.as_ref())
+            .map_or(0, |s| s.received)
+    }
+
+    /// Whether `id`'s link is away (dropped, its session waiting).
+    pub(crate) fn is_away(&self, id: ChannelId) -> bool {
+        self.link(id).is_some_and(|l| l.state == State::Away)
+    }
+
+    /// One frame on a link with a session (heartbeats already answered): control messages are
+    /// handled here, anything else is counted and goes to the driver.
+    pub(super) fn session_frame(
+        &mut self,
+        id: ChannelId,
+        payload: &[u8],
+        driver: &mut impl Driver,
+    ) {
+        let index = id.index();
+        if self.sessions.resuming.is_some_and(|(new, ..)| new == id) {
+            // The client spoke before it was answered: hold it for the resumed channel.
+            let _ = frame::encode_frame(&mut self.sessions.after_resume, payload);
+            return;
+        }
+        if let Some(prev) = self.links[index]
+            .session
+            .as_deref_mut()
+            .and_then(|s| s.prev_token.take())
+        {
+            // The client speaks on the resumed link: it has the new token.
+            self.sessions.by_token.remove(&prev);
+        }
+        if let Some(control) = wire::classify(payload) {
+            return self.session_control(id, control, driver);
+        }
+        let link = &mut self.links[index];
+        let s = link.session.as_deref_mut().expect("a session link");
+        if !s.confirmed {
+            // A client's message before its greeting arrived: not counted; or a server's
+            // peer that does not speak sessions.
+            if s.server {
+                s.received += 1;
+            }
+        } else {
+            s.received += 1;
+            let unacked = s.received - s.ack_sent;
+            if unacked >= ACK_EVERY {
+                self.send_ack(index);
+            } else if !s.ack_due {
+                s.ack_due = true;
+                let at = self.now + ACK_DELAY;
+                self.watch(index, at);
+            }
+        }
+        if !self.links[index]
+            .session
+            .as_ref()
+            .is_none_or(|s| s.announced)
+        {
+            self.announce(index, id, driver);
+            if !self.is_open(id) {
+                return;
+            }
+        }
+        driver.frame(self, id, payload);
+    }
+
+    fn send_ack(&mut self, index: usize) {
+        let id = self.id_of(index);
+        let s = self.links[index].session.as_deref_mut().expect("a session");
+        s.ack_sent = s.received;
+        s.ack_due = false;
+        let n = s.received;
+        let _ = self.send(id, &msg! { "action": wire::ACK, "received": n });
+    }
+
+    /// Tells the driver of a server's channel that waited for its first message.
+    fn announce(&mut self, index: usize, id: ChannelId, driver: &mut impl Driver) {
+        if let Some(s) = self.links[index].session.as_deref_mut() {
+            s.announced = true;
+        }
+        driver.accepted(self, id);
+    }
+
+    fn session_control(&mut self, id: ChannelId, control: Control<'_>, driver: &mut impl Driver) {
+        let index = id.index();
+        let server = self.links[index].session.as_ref().is_some_and(|s| s.server);
+        match control {
+            Control::Ack(n) => {
+                if let Err(e) = self.acknowledged(index, n) {
+                    log::warn!("repod: closing {id:?}: {e}");
+                    self.close(id, DisconnectReason::Error(e));
+                    return;
+                }
+                let s = self.links[index].session.as_deref_mut().expect("a session");
+                let owed = !s.confirmed && s.received > s.ack_sent;
+                s.confirmed = true;
+                let announced = s.announced;
+                if owed {
+                    // It asked for the session after sending messages: acknowledge those.
+                    s.ack_due = true;
+                    let at = self.now + ACK_DELAY;
+                    self.watch(index, at);
+                }
+                if !announced {
+                    self.announce(index, id, driver);
+                }
+            }
+            Control::Resume { token, received } if server => {
+                let announced = self.links[index]
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.announced);
+                let verdict = if announced {
+                    Err("resume must be the first message on a link")
+                } else {
+                    self.check_resume(id, token, received)
+                };
+                match verdict {
+                    Ok((old, used)) => self.sessions.resuming = Some((id, old, received, used)),
+                    Err(reason) => {
+                        log::info!("repod: {id:?}: resume refused: {reason}");
+                        let _ = self.send(
+                            id,
+                            &msg! { "action": wire::RESUME_FAILED, "reason": reason },
+                        );
+                        if !announced {
+                            self.announce(index, id, driver);
+                        }
+                    }
+                }
+            }
+            Control::Malformed(why) => {
+                log::warn!("repod: {id:?}: ignored a session message: {why}");
+            }
+            // A client's controls on a server link, or the reverse: nothing to do.
+            _ => log::debug!("repod: {id:?}: ignored an unexpected {control:?}"),
+        }
+    }
+
+    /// The peer of link `index` acknowledged `n` of our session messages: what they were is
+    /// released.
+    fn acknowledged(&mut self, index: usize, n: u64) -> Result<(), Error> {
+        let link = &mut self.links[index];
+        let Some(s) = link.session.as_deref_mut() else {
+            return Ok(());
+        };
+        if n <= s.acked {
+            return Ok(()); // an old one, overtaken
+        }
+        let Some(pos) = walk(
+            &link.out[..link.out_pos],
+            s.keep,
+            n - s.acked,
+            &link.transport,
+        ) else {
+            return Err(Error::Session(
+                format!("the peer acknowledged {n} messages, more than it was sent").into(),
+            ));
+        };
+        s.keep = pos;
+        s.acked = n;
+        if pos == link.out.len() {
+            link.written_all();
+        } else {
+            output::compact(link);
+        }
+        Ok(())
+    }
+
+    /// Whether link `id` may take over the session of `token`, `received` being what its
+    /// client got: the old link's index, or why not.
+    fn check_resume(
+        &self,
+        id: ChannelId,
+        token: &str,
+        received: u64,
+    ) -> Result<(ChannelId, Token), &'static str> {
+        let token = wire::parse_token(token).ok_or("malformed session token")?;
+        let &old = self
+            .sessions
+            .by_token
+            .get(&token)
+            .ok_or("unknown or expired session")?;
+        let link = self.links.get(old).ok_or("unknown or expired session")?;
+        let s = link
+            .session
+            .as_deref()
+            .ok_or("unknown or expired session")?;
+        let known = s.token == token || s.prev_token == Some(token);
+        if old == id.index() || !known || !matches!(link.state, State::Open | State::Away) {
+            return Err("unknown or expired session");
+        }
+        if !s.announced {
+            return Err("unknown or expired session");
+        }
+        let new = &self.links[id.index()];
+        if link.is_ws() != new.is_ws() {
+            return Err("the session was on another transport");
+        }
+        if received < s.acked {
+            return Err("the client claims fewer messages than it acknowledged");
+        }
+        walk(
+            &link.out[..link.out_pos],
+            s.keep,
+            received - s.acked,
+            &link.transport,
+        )
+        .ok_or("the client claims messages it was never sent")?;
+        Ok((self.id_of(old), token))
+    }
+
+    /// After the read that carried an accepted `resume`: the new link's socket and layers
+    /// move to the old channel, which replays what its client missed; the new link is gone.
+    pub(super) fn finish_resume(&mut self, driver: &mut impl Driver) {
+        let Some((new, old, received, used)) = self.sessions.resuming.take() else {
+            return;
+        };
+        let (ni, oi) = (new.index(), old.index());
+        if self.link(new).is_none_or(|l| l.state != State::Open) || self.link(old).is_none() {
+            // The new link failed during the same read: the old session waits on.
+            self.sessions.after_resume.clear();
+            return;
+        }
+        let fresh_token = wire::new_token();
+        // What the new link has not written yet goes first (the tail of its greeting), then
+        // the answer, then the old session's messages after the client's `received`-th.
+        let mut out = {
+            let n = &self.links[ni];
+            n.out[n.out_pos..].to_vec()
+        };
+        let (answer_received, replay_from, old_token) = {
+            let o = &self.links[oi];
+            let s = o.session.as_deref().expect("a session");
+            let from = walk(
+                &o.out[..o.out_pos],
+                s.keep,
+                received - s.acked,
+                &o.transport,
+            )
+            .expect("checked by check_resume");
+            (s.received, from, s.token)
+        };
+        {
+            let text = std::str::from_utf8(&fresh_token).expect("hex digits");
+            let answer = msg! {
+                "action": wire::RESUMED,
+                "received": answer_received,
+                "session": text,
+            };
+            let n = &mut self.links[ni];
+            let before = n.out.len();
+            match n.transport {
+                Transport::Tcp => {
+                    let _ = frame::encode_frame_with(&mut n.out, usize::MAX, |b| answer.encode(b));
+                }
+                _ => {
+                    let _ = wscodec::encode_binary_with(&mut n.out, usize::MAX, None, |b| {
+                        answer.encode(b)
+                    });
+                }
+            }
+            out.extend_from_slice(&n.out[before..]);
+        }
+        let keep = out.len();
+        out.extend_from_slice(&self.links[oi].out[replay_from..]);
+        // The new link's token dies with it; the old one is spent.
+        let new_token = self.links[ni].session.as_ref().map(|s| s.token);
+        if let Some(t) = new_token {
+            self.sessions.by_token.remove(&t);
+        }
+        // The token the client used stays valid until it shows it got the fresh one (see
+        // `Session::prev_token`); any other is spent.
+        let prev = self.links[oi].session.as_deref().and_then(|s| s.prev_token);
+        for spent in [Some(old_token), prev].into_iter().flatten() {
+            if spent != used {
+                self.sessions.by_token.remove(&spent);
+            }
+        }
+        self.sessions.by_token.insert(used, oi);
+        self.sessions.by_token.insert(fresh_token, oi);
+        // Swap the wires: the old channel gets the new socket and its layers.
+        let (n, o) = self
+            .links
+            .get2_mut(ni, oi)
+            .expect("two distinct live links");
+        std::mem::swap(&mut n.stream, &mut o.stream);
+        o.tls = n.tls.take();
+        o.codec = std::mem::take(&mut n.codec);
+        std::mem::swap(&mut o.transport, &mut n.transport);
+        o.addr = n.addr;
+        o.out = out;
+        o.out_pos = 0;
+        o.out_hold = usize::MAX;
+        o.out_base += 1 << 32; // nothing of the old queue's offsets is valid any more
+        o.latest.clear();
+        o.close_sent = false;
+        o.congested = false;
+        o.gated_until = None;
+        o.fresh = false;
+        o.close_deadline = None;
+        o.last_rx = self.now;
+        o.bytes_in += n.bytes_in;
+        o.bytes_out += n.bytes_out;
+        o.state = State::Open;
+        let s = o.session.as_deref_mut().expect("a session");
+        s.token = fresh_token;
+        s.prev_token = Some(used);
+        s.acked = received;
+        s.keep = keep;
+        s.confirmed = true;
+        s.ack_due = false;
+        s.ack_sent = s.received;
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut self.links[ni].stream);
+        if let Err(e) = registry.reregister(
+            &mut self.links[oi].stream,
+            Token(oi),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("repod: {old:?}: cannot register its new link: {e}");
+        }
+        // The new link held the old socket (already dead, or now replaced): it goes quietly,
+        // never having been a channel.
+        self.remove(ni);
+        self.counters.resumed += 1;
+        log::info!("repod: {old:?} resumed from {:?}", self.links[oi].addr);
+        self.mark_dirty(oi);
+        self.sessions.events.push_back((old, None));
+        let held = std::mem::take(&mut self.sessions.after_resume);
+        for payload in frame::payloads(&held) {
+            if !self.is_open(old) {
+                break;
+            }
+            self.deliver(old, payload, driver);
+        }
+        self.sessions.after_resume = held;
+        self.sessions.after_resume.clear();
+    }
+
+    /// Client: a new link `new` got `resumed` for the session of `old`: `new` takes the
+    /// session over, with what `old` queued after the server's `received`-th message, and
+    /// `old` is gone. False if it cannot be (the server's count is impossible).
+    pub(crate) fn adopt(
+        &mut self,
+        new: ChannelId,
+        old: ChannelId,
+        received: u64,
+        token: &str,
+    ) -> bool {
+        let (ni, oi) = (new.index(), old.index());
+        if self.link(new).is_none() || self.link(old).is_none() || ni == oi {
+            return false;
+        }
+        let Some(token) = wire::parse_token(token) else {
+            return false;
+        };
+        let (from, mut session) = {
+            let o = &mut self.links[oi];
+            let Some(s) = o.session.take() else {
+                return false;
+            };
+            if received < s.acked {
+                o.session = Some(s);
+                return false;
+            }
+            match walk(
+                &o.out[..o.out_pos],
+                s.keep,
+                received - s.acked,
+                &o.transport,
+            ) {
+                Some(from) => (from, s),
+                None => {
+                    o.session = Some(s);
+                    return false;
+                }
+            }
+        };
+        let (n, o) = self
+            .links
+            .get2_mut(ni, oi)
+            .expect("two distinct live links");
+        let keep = n.out.len();
+        n.out.extend_from_slice(&o.out[from..]);
+        n.msgs_out += o.msgs_out;
+        n.msgs_in += o.msgs_in;
+        n.bytes_in += o.bytes_in;
+        n.bytes_out += o.bytes_out;
+        n.since = o.since;
+        session.token = token;
+        session.acked = received;
+        session.keep = keep;
+        session.ack_due = false;
+        let received_so_far = session.received;
+        session.ack_sent = received_so_far;
+        n.session = Some(session);
+        n.fresh = false;
+        self.remove(oi);
+        // At once: it tells the server this client has the new token (the old one is spent
+        // from then on), and releases what the server kept of the replay.
+        let _ = self.send(
+            new,
+            &msg! { "action": wire::ACK, "received": received_so_far },
+        );
+        self.counters.resumed += 1;
+        self.mark_dirty(ni);
+        true
+    }
+
+    /// Whether closing `id` for `reason` is a drop its session survives: then the link is
+    /// away instead, and true is returned.
+    pub(super) fn goes_away(&mut self, id: ChannelId, reason: &DisconnectReason) -> bool {
+        let Some(link) = self.link(id) else {
+            return false;
+        };
+        let Some(s) = link.session.as_deref() else {
+            return false;
+        };
+        if link.state != State::Open || !s.confirmed || !s.announced || self.sessions.closing {
+            return false;
+        }
+        let drop = match reason {
+            DisconnectReason::HeartbeatTimeout(_) => true,
+            DisconnectReason::Error(e) => matches!(e, Error::Io(_)),
+            _ => false,
+        };
+        if !drop {
+            return false;
+        }
+        let index = id.index();
+        let now = self.now;
+        let link = &mut self.links[index];
+        let _ = self.poll.registry().deregister(&mut link.stream);
+        let _ = link.stream.shutdown(Shutdown::Both);
+        link.state = State::Away;
+        link.tls = None;
+        link.codec = Codec::default();
+        link.congested = false;
+        link.gated_until = None;
+        // What was handed to the socket (or to TLS) but may not have left is replayed from the
+        // client's count, like everything after it.
+        link.latest.clear();
+        let s = link.session.as_deref_mut().expect("a session");
+        s.since = now;
+        if let Some(window) = self.cfg.resume_window.filter(|_| s.server) {
+            self.watch(index, now + window);
+        }
+        self.counters.went_away += 1;
+        log::info!("repod: {id:?} is away: {reason}");
+        true
+    }
+
+    /// Sessions' timers: channels announced after their grace, acknowledgements due, away
+    /// sessions past their window, peers that never took their session.
+    pub(super) fn session_timers(&mut self) {
+        let now = self.now;
+        if self.sessions.check_at.is_none_or(|t| now < t) {
+            return;
+        }
+        self.sessions.check_at = None;
+        let watched = std::mem::take(&mut self.sessions.watched);
+        let mut next: Option<Instant> = None;
+        let mut keep_watching = Vec::new();
+        let mut expired = Vec::new();
+        let mut announce = Vec::new();
+        for &index in &watched {
+            let Some(link) = self.links.get_mut(index) else {
+                continue;
+            };
+            let state = link.state;
+            let Some(s) = link.session.as_deref_mut() else {
+                continue;
+            };
+            let mut due: Option<Instant> = None;
+            if state == State::Away {
+                if let Some(window) = self.cfg.resume_window.filter(|_| s.server) {
+                    if now >= s.since + window {
+                        expired.push((index, now - s.since));
+                        continue;
+                    }
+                    due = Some(s.since + window);
+                }
+            } else if state == State::Open {
+                if !s.announced {
+                    let at = s.since + ANNOUNCE_GRACE;
+                    if now >= at {
+                        announce.push(index);
+                    } else {
+                        due = Some(at);
+                    }
+                }
+                if s.ack_due {
+                    s.ack_due = false;
+                    if s.received > s.ack_sent {
+                        s.ack_sent = s.received;
+                        let n = s.received;
+                        let id = ChannelId {
+                            index: index as u32,
+                            gen: link.gen,
+                        };
+                        let _ = self.send(id, &msg! { "action": wire::ACK, "received": n });
+                    }
+                }
+            }
+            if let Some(d) = due {
+                keep_watching.push(index);
+                next = Some(next.map_or(d, |t| t.min(d)));
+            }
+        }
+        let mut watched = watched;
+        watched.clear();
+        watched.extend(keep_watching);
+        watched.append(&mut self.sessions.watched);
+        self.sessions.watched = watched;
+        if let Some(d) = next {
+            self.sessions.check_at = Some(self.sessions.check_at.map_or(d, |t| t.min(d)));
+        }
+        for (index, away) in expired {
+            let id = self.id_of(index);
+            log::info!("repod: {id:?}: session expired after {away:?} away");
+            self.close(id, DisconnectReason::SessionExpired(away));
+        }
+        self.sessions.pending_announce.extend(announce);
+    }
+
+    /// Announces the channels whose grace ran out (needs the driver, which the timers pass).
+    pub(super) fn announce_late(&mut self, driver: &mut impl Driver) {
+        let pending = std::mem::take(&mut self.sessions.pending_announce);
+        for &index in &pending {
+            let Some(link) = self.links.get(index) else {
+                continue;
+            };
+            if link.state == State::Open && link.session.as_ref().is_some_and(|s| !s.announced) {
+                let id = self.id_of(index);
+                self.announce(index, id, driver);
+            }
+        }
+        let mut pending = pending;
+        pending.clear();
+        self.sessions.pending_announce = pending;
+    }
+
+    /// A server's peer that never acknowledged: after its probation, keep nothing for it.
+    pub(super) fn probation(&mut self, index: usize) {
+        let now = self.now;
+        let link = &mut self.links[index];
+        let Some(s) = link.session.as_deref() else {
+            return;
+        };
+        if s.confirmed || !s.server {
+            return;
+        }
+        let kept = link.out_pos.saturating_sub(s.keep);
+        if kept > PROBATION_BYTES || now >= s.since + PROBATION {
+            log::debug!(
+                "repod: {:?} does not speak sessions; keeping nothing for it",
+                link.addr
+            );
+            let token = s.token;
+            link.session = None;
+            self.sessions.by_token.remove(&token);
+        }
+    }
+
+    /// The session bound: what a session keeps (unacknowledged and queued) past
+    /// `Config::resume_buffer` ends it.
+    pub(super) fn over_replay_bound(&self, index: usize) -> Option<(usize, usize)> {
+        let link = &self.links[index];
+        let s = link.session.as_deref()?;
+        if !s.confirmed {
+            return None;
+        }
+        let kept = link.out.len() - s.keep.min(link.out.len());
+        (kept > self.cfg.resume_buffer).then_some((kept, self.cfg.resume_buffer))
+    }
+
+    /// A draining server: links that drop from now on close, and sessions away end now (no
+    /// listener is left to come back through).
+    pub(crate) fn end_sessions(&mut self) {
+        self.sessions.closing = true;
+        let away: Vec<usize> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.state == State::Away)
+            .map(|(i, _)| i)
+            .collect();
+        for index in away {
+            let id = self.id_of(index);
+            self.close(id, DisconnectReason::ServerStopped);
+        }
+    }
+
+    /// A session link is being closed for good: its token is forgotten.
+    pub(super) fn forget_session(&mut self, index: usize) {
+        if let Some(s) = self.links[index].session.as_deref() {
+            if !s.server {
+                return;
+            }
+            for token in [Some(s.token), s.prev_token].into_iter().flatten() {
+                if self.sessions.by_token.get(&token) == Some(&index) {
+                    self.sessions.by_token.remove(&token);
+                }
+            }
+        }
+    }
+}
+
+/// The position in `out` after `count` more counted messages from `from`, all within `out`
+/// (the part already written); `None` if there are fewer.
+fn walk(out: &[u8], mut from: usize, mut count: u64, transport: &Transport) -> Option<usize> {
+    while count > 0 {
+        let (len, counted) = frame_at(&out[from..], transport)?;
+        from += len;
+        if counted {
+            count -= 1;
+        }
+    }
+    Some(from)
+}
+
+/// The length of the whole frame at the start of `out`, and whether the peer counts it.
+fn frame_at(out: &[u8], transport: &Transport) -> Option<(usize, bool)> {
+    match transport {
+        Transport::Tcp => {
+            let head: [u8; 4] = out.get(..4)?.try_into().ok()?;
+            let len = 4 + u32::from_be_bytes(head) as usize;
+            let payload = out.get(4..len)?;
+            Some((len, wire::is_counted(payload)))
+        }
+        _ => {
+            let b0 = *out.first()?;
+            let b1 = *out.get(1)?;
+            let masked = b1 & 0x80 != 0;
+            let (len, mut at) = match b1 & 0x7f {
+                126 => (
+                    u16::from_be_bytes(out.get(2..4)?.try_into().ok()?) as usize,
+                    4,
+                ),
+                127 => (
+                    u64::from_be_bytes(out.get(2..10)?.try_into().ok()?) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            let mut key = [0u8; 4];
+            if masked {
+                key.copy_from_slice(out.get(at..at + 4)?);
+                at += 4;
+            }
+            let total = at + len;
+            let payload = out.get(at..total)?;
+            let opcode = b0 & 0x0f;
+            if opcode >= 8 {
+                return Some((total, false)); // close, ping, pong
+            }
+            // Control messages are short: only a short frame needs unmasking to be told.
+            if len > 256 {
+                return Some((total, true));
+            }
+            let mut plain = [0u8; 256];
+            let plain = &mut plain[..len];
+            plain.copy_from_slice(payload);
+            if masked {
+                for (i, b) in plain.iter_mut().enumerate() {
+                    *b ^= key[i & 3];
+                }
+            }
+            Some((total, wire::is_counted(plain)))
+        }
+    }
+}

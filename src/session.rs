@@ -1,0 +1,232 @@
+//! Sessions that survive a dropped link: the wire, as plain functions on message bytes.
+//!
+//! A server with a resume window ([`Config::resume_window`](crate::Config::resume_window))
+//! offers every connection a session, and a client that speaks sessions (repod's
+//! [`Client`](crate::Client) and `web/repod.js`) takes it. When the link then drops (a reset,
+//! a timeout, an error: not a close), the server keeps the channel *away* instead of closing
+//! it, and the client reconnects and resumes: each side replays what the other one did not
+//! receive, so across any number of drops every message is handled once, in order.
+//!
+//! All of it is ordinary repod messages, so a client in any language can implement it:
+//!
+//! | message | direction | meaning |
+//! |---|---|---|
+//! | `{"action": "connected", "session": TOKEN}` | server → client | the greeting; TOKEN is 32 hex digits (128 random bits). A client that knows nothing of sessions ignores the key. |
+//! | `{"action": "_ack", "received": n}` | both | "I have received n of your session messages". A client sends its first ack at once on the greeting: that is how it asks for the session. |
+//! | `{"action": "resume", "session": TOKEN, "received": n}` | client → server | the first message on a new link, after a drop |
+//! | `{"action": "resumed", "received": m, "session": TOKEN}` | server → client | the session is back on this link; the server replays after your n-th message, you replay after your m-th; use the new TOKEN from now on |
+//! | `{"action": "resume_failed", "reason": TEXT}` | server → client | unknown or expired session, or one that can no longer be replayed; the link goes on as the new session of its own greeting |
+//!
+//! **Counting.** Each side counts the session messages it received from the other. The
+//! greeting and the control messages (`_ack`, `resume`, `resumed`, `resume_failed`, and the
+//! heartbeats `_ping` and `_pong`) are never counted; everything else is, in order. The server
+//! counts a client's messages from the start of the link; the client counts the server's from
+//! after the greeting.
+//!
+//! **Acknowledgements.** Each side acknowledges, cumulatively, after [`ACK_EVERY`] messages or
+//! [`ACK_DELAY`] after the first unacknowledged one, whichever comes first. An ack lets the
+//! other side release what it kept for replay. The server sends acks only to a client that has
+//! sent one: a peer that never asked for sessions (Python repod) gets nothing new but the
+//! greeting's extra key.
+//!
+//! **Drop or close.** A reset, a read or write error, or a heartbeat or keepalive timeout is a
+//! drop: the session waits for its client. The end of the stream (a FIN: the peer's system
+//! closed the socket, whether or not a WebSocket close frame or TLS `close_notify` came first)
+//! is a close, and ends the session: a process that exits, a tab that closes, leaves at once.
+
+use std::time::Duration;
+
+use crate::message::Message;
+
+/// The action of an acknowledgement.
+pub const ACK: &str = "_ack";
+/// The action a client resumes a session with, as its first message on a new link.
+pub const RESUME: &str = "resume";
+/// The action of a successful resume's answer.
+pub const RESUMED: &str = "resumed";
+/// The action of a failed resume's answer, and of the client's event for it.
+pub const RESUME_FAILED: &str = "resume_failed";
+/// The action of the client's event before each reconnection attempt.
+pub const RECONNECTING: &str = "reconnecting";
+
+/// A side acknowledges at the latest after this many messages.
+pub const ACK_EVERY: u64 = 32;
+/// A side acknowledges at the latest this long after the first message it has not yet
+/// acknowledged.
+pub const ACK_DELAY: Duration = Duration::from_millis(200);
+
+/// A session token: 32 lowercase hex digits.
+pub(crate) type Token = [u8; 32];
+
+/// A fresh token: 128 bits from the operating system's random source.
+pub(crate) fn new_token() -> Token {
+    let mut raw = [0u8; 16];
+    if getrandom::fill(&mut raw).is_err() {
+        // No random source at all is not something a server can go on without safely.
+        panic!("repod: the operating system's random source failed");
+    }
+    let mut token = [0u8; 32];
+    for (i, b) in raw.iter().enumerate() {
+        token[2 * i] = HEX[(b >> 4) as usize];
+        token[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    token
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A token received on the wire, if it has the form of one.
+pub(crate) fn parse_token(s: &str) -> Option<Token> {
+    let b = s.as_bytes();
+    if b.len() != 32 || !b.iter().all(|c| HEX.contains(c)) {
+        return None;
+    }
+    let mut t = [0u8; 32];
+    t.copy_from_slice(b);
+    Some(t)
+}
+
+/// A session control message, recognised in a frame's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control<'a> {
+    /// `_ack`: the peer received this many of our session messages.
+    Ack(u64),
+    /// `resume`: a client asks for its session back.
+    Resume {
+        /// The session's token, as sent (checked by the caller).
+        token: &'a str,
+        /// The session messages the client received.
+        received: u64,
+    },
+    /// `resumed`: the server gave the session back.
+    Resumed {
+        /// The client's session messages the server received.
+        received: u64,
+        /// The token to use from now on.
+        token: &'a str,
+    },
+    /// `resume_failed`, with the server's reason.
+    ResumeFailed(&'a str),
+    /// A control message whose fields are missing or wrong.
+    Malformed(&'static str),
+}
+
+/// Control messages are short: a longer frame is never one, and costs no parsing here.
+const MAX_CONTROL_LEN: usize = 256;
+
+/// Recognises a session control message. Ordinary messages pay a length check and a short
+/// scan, not a parse.
+pub(crate) fn classify(payload: &[u8]) -> Option<Control<'_>> {
+    if payload.len() > MAX_CONTROL_LEN || !might_be_control(payload) {
+        return None;
+    }
+    let m = Message::parse(payload).ok()?;
+    let received = || m.u64("received").ok();
+    Some(match m.action() {
+        ACK => received().map_or(
+            Control::Malformed("_ack without \"received\""),
+            Control::Ack,
+        ),
+        RESUME => match (m.str("session"), received()) {
+            (Ok(token), Some(received)) => Control::Resume { token, received },
+            _ => Control::Malformed("resume without \"session\" and \"received\""),
+        },
+        RESUMED => match (m.str("session"), received()) {
+            (Ok(token), Some(received)) => Control::Resumed { received, token },
+            _ => Control::Malformed("resumed without \"session\" and \"received\""),
+        },
+        RESUME_FAILED => Control::ResumeFailed(m.str("reason").unwrap_or("")),
+        _ => return None,
+    })
+}
+
+fn might_be_control(payload: &[u8]) -> bool {
+    payload.windows(4).any(|w| w == b"_ack" || w == b"resu")
+}
+
+/// Whether a message of ours is one the peer counts: not a session control message, not a
+/// heartbeat. Used on our own output, to find where the peer's n-th message ends.
+pub(crate) fn is_counted(payload: &[u8]) -> bool {
+    classify(payload).is_none() && crate::heartbeat::classify(payload).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Encode;
+    use crate::msg;
+
+    fn bytes(e: &impl Encode) -> Vec<u8> {
+        let mut b = Vec::new();
+        e.encode(&mut b);
+        b
+    }
+
+    #[test]
+    fn tokens_are_32_hex_digits_and_differ() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a, b);
+        let s = std::str::from_utf8(&a).unwrap();
+        assert_eq!(parse_token(s), Some(a));
+        assert_eq!(parse_token("abc"), None);
+        assert_eq!(parse_token(&"G".repeat(32)), None);
+    }
+
+    #[test]
+    fn recognises_control_messages() {
+        let t = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            classify(&bytes(&msg! { "action": "_ack", "received": 7u64 })),
+            Some(Control::Ack(7))
+        );
+        assert_eq!(
+            classify(&bytes(
+                &msg! { "received": 3u64, "session": t, "action": "resume" }
+            )),
+            Some(Control::Resume {
+                token: t,
+                received: 3
+            })
+        );
+        assert_eq!(
+            classify(&bytes(
+                &msg! { "action": "resumed", "received": 0u64, "session": t }
+            )),
+            Some(Control::Resumed {
+                received: 0,
+                token: t
+            })
+        );
+        assert_eq!(
+            classify(&bytes(
+                &msg! { "action": "resume_failed", "reason": "expired" }
+            )),
+            Some(Control::ResumeFailed("expired"))
+        );
+        assert!(matches!(
+            classify(&bytes(&msg! { "action": "_ack" })),
+            Some(Control::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn ordinary_messages_are_counted() {
+        for m in [
+            bytes(&msg! { "action": "chat", "text": "_ack resume" }),
+            bytes(&msg! { "action": "resumes" }),
+            bytes(&msg! { "action": "back" }),
+        ] {
+            assert_eq!(classify(&m), None);
+            assert!(is_counted(&m));
+        }
+        assert!(!is_counted(&bytes(&msg! { "action": "_ping", "t": 1u8 })));
+        assert!(!is_counted(&bytes(
+            &msg! { "action": "_ack", "received": 1u8 }
+        )));
+        let long = "x".repeat(300);
+        assert!(is_counted(&bytes(
+            &msg! { "action": "_ack", "pad": long.as_str() }
+        )));
+    }
+}

@@ -1,0 +1,489 @@
+//! Each way a resume can fail, and resume with the rest of the server: a bad token, an
+//! expired session, a token used again while its session's link is alive, replay over its
+//! bound, the PROXY protocol (the client's address changes on resume), and a draining server.
+//! Raw sockets speak the wire of `repod::session` where the exact messages matter; the Rust
+//! client, through the cutting proxy, where the events do.
+
+#[path = "support/cut.rs"]
+mod cut;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cut::CutProxy;
+use repod::{
+    msg, ChannelHandler, ChannelId, Client, ClientRoutes, Config, DisconnectReason, Encode, Listen,
+    Listener, Message, Mode, Reconnect, Routes, Server, ServerCtx, ServerHandler,
+};
+
+#[derive(Debug, Default)]
+struct Seen {
+    connected: Vec<(ChannelId, SocketAddr)>,
+    back: Vec<(ChannelId, SocketAddr)>,
+    closed: Vec<(ChannelId, String)>,
+    echoes: u64,
+}
+
+#[derive(Clone, Default)]
+struct World(Arc<Mutex<Seen>>);
+
+impl ServerHandler<Echo> for World {
+    fn on_connect(&mut self, _: &mut ServerCtx<'_, Echo>, id: ChannelId, addr: SocketAddr) {
+        self.0.lock().unwrap().connected.push((id, addr));
+    }
+    fn on_back(&mut self, _: &mut ServerCtx<'_, Echo>, id: ChannelId, addr: SocketAddr) {
+        self.0.lock().unwrap().back.push((id, addr));
+    }
+    fn on_disconnect(
+        &mut self,
+        _: &mut ServerCtx<'_, Echo>,
+        id: ChannelId,
+        _: Echo,
+        reason: &DisconnectReason,
+    ) {
+        let why = match reason {
+            DisconnectReason::SessionExpired(_) => "expired".to_owned(),
+            DisconnectReason::ReplayOverflow { .. } => "overflow".to_owned(),
+            DisconnectReason::ServerStopped => "stopped".to_owned(),
+            other => other.to_string(),
+        };
+        self.0.lock().unwrap().closed.push((id, why));
+    }
+    fn on_tick(&mut self, ctx: &mut ServerCtx<'_, Echo>) {
+        let pad = "t".repeat(200);
+        ctx.send_to_all(&msg! { "action": "tick", "pad": pad.as_str() });
+    }
+}
+
+#[derive(Default)]
+struct Echo;
+
+impl ChannelHandler for Echo {
+    type Server = World;
+    fn routes(r: &mut Routes<Self>) {
+        r.on("echo", |_, ctx, m| {
+            ctx.server().0.lock().unwrap().echoes += 1;
+            ctx.send(&m.with_action("echo_reply"));
+            Ok(())
+        });
+    }
+}
+
+fn server(
+    cfg: Config,
+    listen: Listen,
+    ticks: bool,
+) -> (repod::server::BackgroundServer<Echo>, World) {
+    let world = World::default();
+    let mut s = Server::<Echo>::bind_with(listen, world.clone(), |_, _, _| Echo)
+        .expect("bind")
+        .config(cfg);
+    if ticks {
+        s = s.tick_rate(100.0);
+    }
+    (s.start_background().expect("start"), world)
+}
+
+fn sessions(window: Duration) -> Config {
+    Config::default().resume_window(Some(window))
+}
+
+/// A raw repod peer on a socket, for the exact wire.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    fn with_proxy_header(addr: SocketAddr, source: &str) -> Raw {
+        let mut r = Raw::connect(addr);
+        let header = format!("PROXY TCP4 {source} 10.9.9.9 40000 5071\r\n");
+        r.s.write_all(header.as_bytes()).unwrap();
+        r
+    }
+
+    fn send(&mut self, m: &impl Encode) {
+        let mut payload = Vec::new();
+        m.encode(&mut payload);
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&payload);
+        self.s.write_all(&f).unwrap();
+    }
+
+    /// The next message, as `(action, the whole message's debug text)`, skipping ticks and
+    /// acknowledgements; `None` at the end of the stream.
+    fn recv(&mut self) -> Option<(String, String)> {
+        loop {
+            while self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+                if self.buf.len() < 4 + len {
+                    break;
+                }
+                let payload: Vec<u8> = self.buf.drain(..4 + len).skip(4).collect();
+                let m = Message::parse(&payload).expect("msgpack");
+                let action = m.action().to_owned();
+                if action == "tick" || action == "_ack" {
+                    continue;
+                }
+                let text = format!("{m:?}");
+                return Some((action, text));
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn recv_field(&mut self, action: &str, field: &str) -> String {
+        let (a, text) = self
+            .recv()
+            .unwrap_or_else(|| panic!("stream ended, {action} due"));
+        assert_eq!(a, action, "{text}");
+        let at = text
+            .find(&format!("\"{field}\": "))
+            .unwrap_or_else(|| panic!("{field} in {text}"));
+        let rest = &text[at + field.len() + 4..];
+        let end = rest.find([',', '}']).unwrap();
+        rest[..end].trim_matches('"').to_owned()
+    }
+
+    /// Greeting, then the opt-in ack: returns the token.
+    fn join(&mut self) -> String {
+        let token = self.recv_field("connected", "session");
+        self.send(&msg! { "action": "_ack", "received": 0u64 });
+        token
+    }
+}
+
+#[test]
+fn a_bad_token_fails_and_the_link_goes_on_as_a_new_session() {
+    let (srv, world) = server(
+        sessions(Duration::from_secs(30)),
+        Listen::on("127.0.0.1:0"),
+        false,
+    );
+    let addr = srv.handle().local_addr();
+    let mut c = Raw::connect(addr);
+    c.send(&msg! { "action": "resume", "session": "00112233445566778899aabbccddeeff", "received": 0u64 });
+    let greeting_token = c.recv_field("connected", "session");
+    assert_eq!(greeting_token.len(), 32);
+    let reason = c.recv_field("resume_failed", "reason");
+    assert!(reason.contains("unknown"), "{reason}");
+    c.send(&msg! { "action": "echo", "n": 1 });
+    assert_eq!(c.recv().unwrap().0, "echo_reply");
+    let mut m = Raw::connect(addr);
+    m.send(&msg! { "action": "resume", "session": "not a token", "received": 0u64 });
+    m.recv_field("connected", "session");
+    assert!(m
+        .recv_field("resume_failed", "reason")
+        .contains("malformed"));
+    let seen = world.0.lock().unwrap();
+    assert_eq!(
+        seen.connected.len(),
+        2,
+        "each link became a channel of its own"
+    );
+    assert!(seen.back.is_empty());
+    drop(seen);
+    srv.handle().stop();
+}
+
+#[test]
+fn a_spent_token_fails_while_the_session_lives_and_a_second_resume_takes_the_link_over() {
+    let (srv, world) = server(
+        sessions(Duration::from_secs(30)),
+        Listen::on("127.0.0.1:0"),
+        false,
+    );
+    let addr = srv.handle().local_addr();
+    let mut a = Raw::connect(addr);
+    let t1 = a.join();
+    a.send(&msg! { "action": "echo", "n": 1 });
+    assert_eq!(a.recv().unwrap().0, "echo_reply");
+    // A second link resumes while the first still looks alive: it takes the session over.
+    let mut b = Raw::connect(addr);
+    b.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 1u64 });
+    b.recv_field("connected", "session");
+    let t2 = b.recv_field("resumed", "session");
+    assert_ne!(t1, t2, "the token rotates");
+    assert_eq!(a.recv(), None, "the older link was closed");
+    // The client speaks on its new link: it has the new token, and the old one is spent.
+    b.send(&msg! { "action": "echo", "n": 2 });
+    assert_eq!(b.recv().unwrap().0, "echo_reply");
+    // The spent token again, while the session's link is alive: refused, and the live link
+    // is untouched.
+    let mut c = Raw::connect(addr);
+    c.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 2u64 });
+    c.recv_field("connected", "session");
+    assert!(c.recv_field("resume_failed", "reason").contains("unknown"));
+    b.send(&msg! { "action": "echo", "n": 3 });
+    assert_eq!(b.recv().unwrap().0, "echo_reply");
+    let seen = world.0.lock().unwrap();
+    assert_eq!(seen.back.len(), 1);
+    assert_eq!(seen.echoes, 3);
+    drop(seen);
+    srv.handle().stop();
+}
+
+/// The answer to a resume is lost to a second drop: the client never saw its new token, so it
+/// resumes with the one it has, and that still works; once the client speaks on a resumed
+/// link, the old token is spent.
+#[test]
+fn a_lost_resumed_answer_leaves_the_old_token_valid_until_the_client_speaks() {
+    let (srv, world) = server(
+        sessions(Duration::from_secs(30)),
+        Listen::on("127.0.0.1:0"),
+        false,
+    );
+    let addr = srv.handle().local_addr();
+    let reset = |r: Raw| {
+        socket2::SockRef::from(&r.s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(r);
+    };
+    let mut a = Raw::connect(addr);
+    let t1 = a.join();
+    a.send(&msg! { "action": "echo", "n": 1 });
+    assert_eq!(a.recv().unwrap().0, "echo_reply");
+    reset(a);
+    // B resumes, and drops before it reads the answer.
+    let mut b = Raw::connect(addr);
+    b.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 1u64 });
+    b.recv_field("connected", "session");
+    std::thread::sleep(Duration::from_millis(50));
+    reset(b);
+    // C, with the token it has: resumed.
+    let mut c = Raw::connect(addr);
+    c.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 1u64 });
+    c.recv_field("connected", "session");
+    let t3 = c.recv_field("resumed", "session");
+    c.send(&msg! { "action": "echo", "n": 2 });
+    assert_eq!(c.recv().unwrap().0, "echo_reply");
+    // Now t1 is spent; t3 is the one.
+    let mut d = Raw::connect(addr);
+    d.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 2u64 });
+    d.recv_field("connected", "session");
+    assert!(d.recv_field("resume_failed", "reason").contains("unknown"));
+    assert_ne!(t3, t1);
+    let seen = world.0.lock().unwrap();
+    assert_eq!(seen.echoes, 2);
+    assert_eq!(seen.connected.len(), 2, "one session, and d's own");
+    drop(seen);
+    srv.handle().stop();
+}
+
+/// A client's address changes on resume (a phone on a new network): the server, behind a
+/// PROXY-protocol balancer, sees the new one in `on_back`.
+#[test]
+fn resume_through_the_proxy_protocol_sees_the_new_address() {
+    let listen = Listen::on("127.0.0.1:0").proxy_protocol(true);
+    let (srv, world) = server(sessions(Duration::from_secs(30)), listen, false);
+    let addr = srv.handle().local_addr();
+    let mut a = Raw::with_proxy_header(addr, "10.0.0.1");
+    let t = a.join();
+    a.send(&msg! { "action": "echo", "n": 1 });
+    assert_eq!(a.recv().unwrap().0, "echo_reply");
+    // The link drops with a reset.
+    socket2::SockRef::from(&a.s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(a);
+    let mut b = Raw::with_proxy_header(addr, "10.0.0.2");
+    b.send(&msg! { "action": "resume", "session": t.as_str(), "received": 1u64 });
+    b.recv_field("connected", "session");
+    b.recv_field("resumed", "received");
+    b.send(&msg! { "action": "echo", "n": 2 });
+    assert_eq!(b.recv().unwrap().0, "echo_reply");
+    let seen = world.0.lock().unwrap();
+    assert_eq!(seen.connected[0].1.ip().to_string(), "10.0.0.1");
+    assert_eq!(seen.back.len(), 1);
+    assert_eq!(seen.back[0].0, seen.connected[0].0, "the same channel");
+    assert_eq!(seen.back[0].1.ip().to_string(), "10.0.0.2");
+    drop(seen);
+    srv.handle().stop();
+}
+
+#[derive(Default)]
+struct Player {
+    events: Vec<String>,
+    ticks: u64,
+}
+
+impl Listener for Player {
+    fn routes(r: &mut ClientRoutes<Self>) {
+        for action in [
+            "connected",
+            "reconnecting",
+            "resumed",
+            "resume_failed",
+            "disconnected",
+            "error",
+        ] {
+            r.on(action, move |me: &mut Player, _, m| {
+                let detail = m.str("reason").or_else(|_| m.str("error")).unwrap_or("");
+                me.events.push(format!("{action} {detail}"));
+                Ok(())
+            });
+        }
+        r.on("tick", |me, _, _| {
+            me.ticks += 1;
+            Ok(())
+        });
+    }
+}
+
+fn client_through(proxy: &CutProxy, mode: Mode) -> Client<Player> {
+    let cfg = Config::default()
+        .reconnect(Some(Reconnect {
+            first_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            give_up_after: Duration::from_secs(20),
+        }))
+        .connect_timeout(Some(Duration::from_millis(300)));
+    Client::connect_with(proxy.addr(), Player::default(), mode, cfg).unwrap()
+}
+
+fn pump_until(client: &mut Client<Player>, what: &str, cond: impl Fn(&Player) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cond(client.listener()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; events: {:?}",
+            client.listener().events
+        );
+        client.pump_timeout(Duration::from_millis(10));
+    }
+}
+
+fn has(p: &Player, prefix: &str) -> bool {
+    p.events.iter().any(|e| e.starts_with(prefix))
+}
+
+/// The link drops and stays down (new connections hang) past the window: the server ends the
+/// channel as expired; the client, once through again, gets `resume_failed`, then the new
+/// session's `connected`.
+#[test]
+fn an_expired_session_is_reported_on_both_sides() {
+    let (srv, world) = server(
+        sessions(Duration::from_millis(300)),
+        Listen::on("127.0.0.1:0"),
+        false,
+    );
+    let proxy = CutProxy::start(srv.handle().local_addr()).unwrap();
+    let mut client = client_through(&proxy, Mode::Stepped);
+    pump_until(&mut client, "connected", |p| has(p, "connected"));
+    // Let the client's opt-in ack reach the server before the cut.
+    client.send(&msg! { "action": "echo", "n": 1 });
+    pump_until(&mut client, "the echo", |_| {
+        world.0.lock().unwrap().echoes == 1
+    });
+    proxy.set_blackhole(true);
+    proxy.cut();
+    pump_until(&mut client, "reconnecting", |p| has(p, "reconnecting"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world.0.lock().unwrap().closed.is_empty() && Instant::now() < deadline {
+        client.pump_timeout(Duration::from_millis(10));
+    }
+    proxy.set_blackhole(false);
+    pump_until(&mut client, "resume_failed", |p| has(p, "resume_failed"));
+    pump_until(&mut client, "the new greeting", |p| {
+        p.events
+            .iter()
+            .filter(|e| e.starts_with("connected"))
+            .count()
+            == 2
+    });
+    let events = &client.listener().events;
+    let failed = events
+        .iter()
+        .position(|e| e.starts_with("resume_failed"))
+        .unwrap();
+    assert!(events[failed].contains("unknown or expired"), "{events:?}");
+    assert!(events[failed + 1].starts_with("connected"), "{events:?}");
+    let seen = world.0.lock().unwrap();
+    assert_eq!(seen.closed[0].1, "expired");
+    assert_eq!(
+        seen.connected.len(),
+        2,
+        "the client goes on as a new player"
+    );
+    drop(seen);
+    // The new session works.
+    client.send(&msg! { "action": "echo", "n": 2 });
+    pump_until(&mut client, "the second echo", |_| {
+        world.0.lock().unwrap().echoes == 2
+    });
+    srv.handle().stop();
+}
+
+/// While the client is away the server keeps sending: past `resume_buffer` the session ends
+/// (`ReplayOverflow`) rather than drop a message silently, and the client hears
+/// `resume_failed`.
+#[test]
+fn replay_over_its_bound_ends_the_session_and_the_client_hears_so() {
+    let cfg = sessions(Duration::from_secs(30)).resume_buffer(8 * 1024);
+    let (srv, world) = server(cfg, Listen::on("127.0.0.1:0"), true);
+    let proxy = CutProxy::start(srv.handle().local_addr()).unwrap();
+    let mut client = client_through(&proxy, Mode::Background);
+    pump_until(&mut client, "ticks", |p| p.ticks > 5);
+    proxy.set_blackhole(true);
+    proxy.cut();
+    // 100 ticks a second of 200 bytes: 8 KiB in about half a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while world.0.lock().unwrap().closed.is_empty() && Instant::now() < deadline {
+        client.pump_timeout(Duration::from_millis(10));
+    }
+    assert_eq!(world.0.lock().unwrap().closed[0].1, "overflow");
+    proxy.set_blackhole(false);
+    pump_until(&mut client, "resume_failed", |p| has(p, "resume_failed"));
+    pump_until(&mut client, "ticks of the new session", |p| {
+        p.events
+            .iter()
+            .filter(|e| e.starts_with("connected"))
+            .count()
+            == 2
+    });
+    srv.handle().stop();
+}
+
+/// A draining server: its listener is closed, so nobody can come back; sessions away end at
+/// once, and a link that drops now closes.
+#[test]
+fn a_draining_server_ends_away_sessions() {
+    let (srv, world) = server(
+        sessions(Duration::from_secs(30)),
+        Listen::on("127.0.0.1:0"),
+        false,
+    );
+    let proxy = CutProxy::start(srv.handle().local_addr()).unwrap();
+    let mut client = client_through(&proxy, Mode::Stepped);
+    client.send(&msg! { "action": "echo", "n": 1 });
+    pump_until(&mut client, "the echo", |_| {
+        world.0.lock().unwrap().echoes == 1
+    });
+    proxy.set_blackhole(true);
+    proxy.cut();
+    pump_until(&mut client, "reconnecting", |p| has(p, "reconnecting"));
+    // Wait until the server saw the drop (the cut resets its side too).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.handle().stats().went_away == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    srv.handle().drain(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world.0.lock().unwrap().closed.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(world.0.lock().unwrap().closed[0].1, "stopped");
+}
