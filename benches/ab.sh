@@ -7,7 +7,8 @@
 #     PAIRS=5 benches/ab.sh
 #
 # Environment: A, B (binaries), PAIRS [5], DURATION [5], B_ARGS (extra flags for B only, e.g.
-# "--busy-poll-us 50"), SCENARIOS ["throughput rtt"], PIN (2: server and loadgen both on CPU 0,
+# "--busy-poll-us 50", or "--resume-secs 30" for sessions on), LOADGEN_ARGS (extra loadgen flags
+# for both, e.g. "--session", so that B's sessions are taken and acknowledged), SCENARIOS ["throughput rtt"], PIN (2: server and loadgen both on CPU 0,
 # so a ping-pong never waits for another vCPU to wake up; 0: not pinned [0]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ DURATION=${DURATION:-5}
 B_ARGS=${B_ARGS:-}
 SCENARIOS=${SCENARIOS:-"throughput rtt"}
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
+LOADGEN_ARGS=${LOADGEN_ARGS:-}
 PIN=${PIN:-0}
 pin=()
 [[ $PIN == 2 ]] && pin=(taskset -c 0)
@@ -30,8 +32,8 @@ run() { # bin, scenario, extra args
   sleep 0.3
   local out
   case $scenario in
-    throughput) out=$("${pin[@]}" $LOADGEN throughput --addr 127.0.0.1:$PORT --clients 50 --window 16 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
-    rtt) out=$("${pin[@]}" $LOADGEN rtt --addr 127.0.0.1:$PORT --clients 1 --size 64 --duration "$DURATION" | grep '^RESULT') ;;
+    throughput) out=$("${pin[@]}" $LOADGEN throughput --addr 127.0.0.1:$PORT --clients 50 --window 16 --size 64 --duration "$DURATION" $LOADGEN_ARGS | grep '^RESULT') ;;
+    rtt) out=$("${pin[@]}" $LOADGEN rtt --addr 127.0.0.1:$PORT --clients 1 --size 64 --duration "$DURATION" $LOADGEN_ARGS | grep '^RESULT') ;;
   esac
   kill $pid; wait $pid 2>/dev/null || true
   echo "$out"

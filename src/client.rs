@@ -17,6 +17,17 @@
 //! | `connected`     | the server's greeting arrived: once per connection                    |
 //! | `error`         | connecting failed, or the server sent a frame that had to be dropped; `"error"` holds the text |
 //! | `disconnected`  | the connection ended after it was established; `"reason"` says why    |
+//! | `reconnecting`  | sessions ([`crate::session`]): the link dropped; attempt `"attempt"` (1, 2...) follows after a backoff; `"reason"` says why |
+//! | `resumed`       | the session is back on a new link: nothing sent either way was lost or doubled |
+//! | `resume_failed` | the session could not be resumed (`"reason"`): what it kept is lost; a `connected` for the new session follows |
+//!
+//! When the server offers a session ([`Config::resume_window`](crate::Config::resume_window)),
+//! the client takes it and, after a dropped link (a reset, an error, a heartbeat timeout),
+//! reconnects by itself with the [`Reconnect`] policy of
+//! [`Config::reconnect`](crate::Config::reconnect), in both modes; `send` keeps working
+//! meanwhile (the messages wait, within [`Config::resume_buffer`](crate::Config::resume_buffer)),
+//! and [`Client::is_connected`] stays true. The end of the stream from the server is a close,
+//! not a drop: `disconnected`.
 //!
 //! Python's client generates `connected` itself on TCP connect *and* receives the server's
 //! greeting, so its handlers see `connected` twice. Ours generates only `socketConnect` and lets

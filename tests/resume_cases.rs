@@ -283,6 +283,72 @@ fn a_lost_resumed_answer_leaves_the_old_token_valid_until_the_client_speaks() {
     srv.handle().stop();
 }
 
+/// Latest-wins and sessions: while a player is away, its snapshots keep replacing each other
+/// in the kept queue, so the resume replays the newest one only, never a replaced one; every
+/// ordinary message is replayed, once, in order.
+#[test]
+fn a_replaced_latest_wins_message_is_never_replayed() {
+    let (srv, world) = server(
+        sessions(Duration::from_secs(30)),
+        Listen::on("127.0.0.1:0"),
+        false,
+    );
+    let addr = srv.handle().local_addr();
+    let mut a = Raw::connect(addr);
+    let t = a.join();
+    a.send(&msg! { "action": "echo", "n": 1 });
+    assert_eq!(a.recv().unwrap().0, "echo_reply");
+    socket2::SockRef::from(&a.s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.handle().stats().went_away == 0 {
+        assert!(Instant::now() < deadline, "the server never saw the drop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let id = world.0.lock().unwrap().connected[0].0;
+    let handle = srv.handle();
+    for n in 1..=100u32 {
+        handle.send_latest_to(id, 0, &msg! { "action": "snap", "n": n });
+        if n % 10 == 0 {
+            handle.send_to(id, &msg! { "action": "score", "n": n });
+        }
+    }
+    // Let the reactor run those commands before the resume.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut b = Raw::connect(addr);
+    b.send(&msg! { "action": "resume", "session": t.as_str(), "received": 1u64 });
+    b.recv_field("connected", "session");
+    b.recv_field("resumed", "received");
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        let (action, text) = b.recv().expect("the replay");
+        got.push(format!(
+            "{action} {}",
+            text.split("\"n\": ")
+                .nth(1)
+                .unwrap_or("?")
+                .trim_end_matches('}')
+                .trim()
+        ));
+    }
+    // In the order they were sent: snapshot 100 went out before score 100.
+    let mut expected: Vec<String> = (1..=9).map(|k| format!("score {}", k * 10)).collect();
+    expected.extend(["snap 100".to_owned(), "score 100".to_owned()]);
+    assert_eq!(
+        got, expected,
+        "every score once in order, and of the snapshots the newest only"
+    );
+    b.send(&msg! { "action": "echo", "n": 2 });
+    assert_eq!(
+        b.recv().unwrap().0,
+        "echo_reply",
+        "nothing else was replayed"
+    );
+    srv.handle().stop();
+}
+
 /// A client's address changes on resume (a phone on a new network): the server, behind a
 /// PROXY-protocol balancer, sees the new one in `on_back`.
 #[test]

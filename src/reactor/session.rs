@@ -854,3 +854,73 @@ fn frame_at(out: &[u8], transport: &Transport) -> Option<(usize, bool)> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(m: &impl Encode) -> Vec<u8> {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        b
+    }
+
+    /// An output queue as each transport frames it: messages `0..n`, with an acknowledgement,
+    /// a heartbeat and (on WebSocket) a pong frame between them, none of which the peer counts.
+    fn queue(transport: &mut Transport, n: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        for i in 0..n {
+            let mut frames = vec![payload(
+                &msg! { "action": "move", "i": i, "pad": "x".repeat(i as usize * 7).as_str() },
+            )];
+            if i % 3 == 0 {
+                frames.push(payload(&msg! { "action": wire::ACK, "received": i }));
+            }
+            if i % 5 == 0 {
+                frames.push(payload(&msg! { "action": "_ping", "t": i }));
+            }
+            for (k, p) in frames.iter().enumerate() {
+                if matches!(transport, Transport::Tcp) {
+                    frame::encode_frame(&mut out, p).unwrap();
+                } else {
+                    let mask = transport.mask();
+                    wscodec::encode_frame(&mut out, Opcode::Binary, true, p, mask);
+                }
+                if k == 0 {
+                    ends.push(out.len());
+                }
+            }
+            if i % 4 == 0 && !matches!(transport, Transport::Tcp) {
+                let mask = transport.mask();
+                wscodec::encode_frame(&mut out, Opcode::Pong, true, b"p", mask);
+            }
+        }
+        (out, ends)
+    }
+
+    #[test]
+    fn walking_counts_only_what_the_peer_counts_on_every_transport() {
+        for mut transport in [
+            Transport::Tcp,
+            Transport::WsServer,
+            Transport::WsClient(MaskKeys::from_os()),
+        ] {
+            let (out, ends) = queue(&mut transport, 60);
+            // After k counted messages, the walk stands right past the k-th (and the control
+            // frames behind it are still ahead).
+            for k in 1..=60u64 {
+                let at = walk(&out, 0, k, &transport).expect("within the queue");
+                assert_eq!(at, ends[k as usize - 1], "{transport:?} k={k}");
+                // Walking in two steps lands at the same place.
+                let half = walk(&out, 0, k / 2, &transport).unwrap();
+                assert_eq!(walk(&out, half, k - k / 2, &transport), Some(at));
+            }
+            assert_eq!(walk(&out, 0, 61, &transport), None, "no 61st message");
+            // A queue cut in the middle of a frame holds only the messages before it.
+            let cut = ends[9] + 3;
+            assert_eq!(walk(&out[..cut], 0, 11, &transport), None);
+            assert_eq!(walk(&out[..cut], 0, 10, &transport), Some(ends[9]));
+        }
+    }
+}
