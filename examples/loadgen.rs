@@ -169,7 +169,7 @@ static START: OnceLock<Instant> = OnceLock::new();
 /// `--session`: take the sessions a server offers.
 static SESSIONS: AtomicBool = AtomicBool::new(false);
 /// A session acknowledges after this many messages (`repod::session::ACK_EVERY`).
-const ACK_EVERY: u64 = 32;
+const ACK_EVERY: u64 = 64;
 
 /// Nanoseconds since the program started (monotonic, shared by all threads).
 fn now_ns() -> u64 {
@@ -1155,6 +1155,8 @@ impl Client {
             let drain = event.is_read_closed() || event.is_error();
             let start = out.len();
             let closed = self.read_into(scratch, drain, out)?;
+            // The first acknowledgement (taking the session) goes at once; the others ride
+            // with the next requests, as a repod client's leave with its turn's output.
             if SESSIONS.load(Ordering::Relaxed) && self.session_acks(&out[start..]) {
                 self.flush()?;
             }
@@ -1164,7 +1166,8 @@ impl Client {
     }
 
     /// `--session`: takes the session a greeting offers, counts what arrives, and queues the
-    /// acknowledgements due. Returns whether one was queued.
+    /// acknowledgements due. Returns whether the first one (taking the session) was queued,
+    /// which is to leave at once.
     fn session_acks(&mut self, msgs: &[Msg]) -> bool {
         let mut due = false;
         for m in msgs {
@@ -1181,26 +1184,32 @@ impl Client {
         if !self.in_session || !(due || self.received - self.ack_sent >= ACK_EVERY) {
             return false;
         }
+        let first = due;
         self.ack_sent = self.received;
-        let mut map = Vec::with_capacity(24);
-        const VEC_WRITE: &str = "writing to a Vec cannot fail";
-        rmp::encode::write_map_len(&mut map, 2).expect(VEC_WRITE);
-        rmp::encode::write_str(&mut map, "action").expect(VEC_WRITE);
-        rmp::encode::write_str(&mut map, "_ack").expect(VEC_WRITE);
-        rmp::encode::write_str(&mut map, "received").expect(VEC_WRITE);
-        rmp::encode::write_uint(&mut map, self.received).expect(VEC_WRITE);
+        let encode = |map: &mut Vec<u8>, n: u64| {
+            const VEC_WRITE: &str = "writing to a Vec cannot fail";
+            rmp::encode::write_map_len(map, 2).expect(VEC_WRITE);
+            rmp::encode::write_str(map, "action").expect(VEC_WRITE);
+            rmp::encode::write_str(map, "_ack").expect(VEC_WRITE);
+            rmp::encode::write_str(map, "received").expect(VEC_WRITE);
+            rmp::encode::write_uint(map, n).expect(VEC_WRITE);
+        };
         match &mut self.ws {
             None => {
-                self.wbuf
-                    .extend_from_slice(&(map.len() as u32).to_be_bytes());
-                self.wbuf.extend_from_slice(&map);
+                let start = self.wbuf.len();
+                self.wbuf.extend_from_slice(&[0; 4]);
+                encode(&mut self.wbuf, self.received);
+                let len = (self.wbuf.len() - start - 4) as u32;
+                self.wbuf[start..start + 4].copy_from_slice(&len.to_be_bytes());
             }
             Some(ws) => {
+                ws.map.clear();
+                encode(&mut ws.map, self.received);
                 let mask = ws.keys.next_key();
-                encode_frame(&mut self.wbuf, Opcode::Binary, true, &map, Some(mask));
+                encode_frame(&mut self.wbuf, Opcode::Binary, true, &ws.map, Some(mask));
             }
         }
-        true
+        first
     }
 }
 

@@ -61,8 +61,11 @@ pub(crate) fn classify(payload: &[u8]) -> Option<Beat> {
 }
 
 fn classify_short(payload: &[u8]) -> Option<Beat> {
-    if !payload.windows(3).any(|w| w == b"\xa5_p") {
-        return None;
+    match crate::session::leading_action(payload) {
+        Some(action) if action != b"_ping" && action != b"_pong" => return None,
+        Some(_) => {}
+        None if !payload.windows(3).any(|w| w == b"\xa5_p") => return None,
+        None => {}
     }
     let m = Message::parse(payload).ok()?;
     let stamp = || m.u64("t").ok();

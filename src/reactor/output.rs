@@ -655,7 +655,7 @@ pub(super) fn compact(link: &mut Link) {
     }
     if done == link.out.len() {
         link.written_all();
-    } else if done >= KEEP_OUTPUT && done * 2 >= link.out.len() {
+    } else if done >= compact_at(link) && done * 2 >= link.out.len() {
         link.out.drain(..done);
         link.out_base += done as u64;
         if link.out_hold != usize::MAX {
@@ -668,9 +668,20 @@ pub(super) fn compact(link: &mut Link) {
     }
 }
 
+/// How much written output a link's buffer holds before it is moved out of the way. A session
+/// keeps its buffer between writes (what is not acknowledged yet stays), so it compacts early,
+/// within its floor, and its writes keep landing in the same few cache lines.
+fn compact_at(link: &Link) -> usize {
+    if link.session.is_some() {
+        REPLAY_FLOOR / 2
+    } else {
+        KEEP_OUTPUT
+    }
+}
+
 /// The capacity a session's output buffer gets once it keeps something for replay: a few times
 /// what [`ACK_EVERY`](crate::session::ACK_EVERY) ordinary messages take.
-const REPLAY_FLOOR: usize = 8 * 1024;
+const REPLAY_FLOOR: usize = 16 * 1024;
 
 /// Latest-wins replacement, on a real connection whose output is inspected before any of it is
 /// written (the reactor writes at the end of a turn; these tests never turn it after the

@@ -747,15 +747,22 @@ impl Reactor {
         }
     }
 
-    /// The session bound: what a session keeps (unacknowledged and queued) past
-    /// `Config::resume_buffer` ends it.
+    /// The session bound: what a session keeps past `Config::resume_buffer` ends it: written
+    /// and not acknowledged, plus, while away, what was queued meanwhile.
     pub(super) fn over_replay_bound(&self, index: usize) -> Option<(usize, usize)> {
         let link = &self.links[index];
         let s = link.session.as_deref()?;
         if !s.confirmed {
             return None;
         }
-        let kept = link.out.len() - s.keep.min(link.out.len());
+        // While the link is up, what waits to be written is bounded as on any link (the output
+        // cap and the slow-reader policy); while it is away, everything waits for the replay.
+        let end = if link.state == State::Away {
+            link.out.len()
+        } else {
+            link.out_pos
+        };
+        let kept = end - s.keep.min(end);
         (kept > self.cfg.resume_buffer).then_some((kept, self.cfg.resume_buffer))
     }
 
