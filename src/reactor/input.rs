@@ -242,12 +242,10 @@ impl Reactor {
                 self.session_frame(id, payload, driver)
             }
             None => driver.frame(self, id, payload),
-            Some(Beat::Ping(stamp)) => {
-                let _ = match stamp {
-                    Some(t) => self.send(id, &msg! { "action": heartbeat::PONG, "t": t }),
-                    None => self.send(id, &msg! { "action": heartbeat::PONG }),
-                };
-            }
+            Some(Beat::Ping(stamp)) => match stamp {
+                Some(t) => self.send_uncounted(id, &msg! { "action": heartbeat::PONG, "t": t }),
+                None => self.send_uncounted(id, &msg! { "action": heartbeat::PONG }),
+            },
             Some(Beat::Pong(stamp)) => {
                 // Only our own stamps make sense; anything else (from the future, or garbage)
                 // is not a measurement.

@@ -449,6 +449,8 @@ pub(crate) struct Reactor {
     gated: Vec<usize>,
     /// Sessions that survive a dropped link (see `session.rs`).
     sessions: session::Sessions,
+    /// The message being queued is one a session's peer does not count (see `send_uncounted`).
+    uncounted: bool,
     gate_retry_at: Option<Instant>,
     /// Wakes the reactor by its earliest deadline, so `poll` needs no timeout (see `alarm`).
     alarm: alarm::Alarm,
@@ -505,6 +507,7 @@ impl Reactor {
             beat_links: Vec::new(),
             gated: Vec::new(),
             sessions: session::Sessions::default(),
+            uncounted: false,
             gate_retry_at: None,
             alarm,
             epoch: Instant::now(),

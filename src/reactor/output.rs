@@ -22,6 +22,14 @@ impl Reactor {
         })
     }
 
+    /// [`send`](Self::send) for a message the peer does not count in a session (a heartbeat,
+    /// an acknowledgement, a resume's answer): no replay mark for it.
+    pub(super) fn send_uncounted<E: Encode + ?Sized>(&mut self, id: ChannelId, msg: &E) {
+        self.uncounted = true;
+        let _ = self.send(id, msg);
+        self.uncounted = false;
+    }
+
     /// Encodes `msg` as one frame into `id`'s output, latest-wins: it replaces the message of
     /// the same action and `key` that is still waiting there, unwritten (see
     /// [`queue_latest`](Self::queue_latest)). Returns the bytes queued.
@@ -153,6 +161,9 @@ impl Reactor {
                     k.at -= old.len() as u64;
                 }
             }
+            if let Some(s) = link.session.as_deref_mut() {
+                s.unmark(old_at, old.len() as u64);
+            }
             link.msgs_out -= 1;
             self.counters.msgs_out -= 1;
             link.replaced += 1;
@@ -259,6 +270,12 @@ impl Reactor {
         link.msgs_out += msgs;
         self.counters.msgs_out += msgs;
         if link.session.is_some() {
+            if !self.uncounted {
+                let base = link.out_base;
+                let (out, transport) = (&link.out, &link.transport);
+                let s = link.session.as_deref_mut().expect("checked");
+                s.mark(base, &out[before..before + n], before, transport);
+            }
             if let Some((kept, max)) = self.over_replay_bound(id.index()) {
                 log::warn!("repod: closing {id:?}: its session keeps {kept} bytes (max {max})");
                 self.close(id, DisconnectReason::ReplayOverflow { kept, max });

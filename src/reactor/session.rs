@@ -41,6 +41,10 @@ pub(super) struct Session {
     ack_sent: u64,
     /// Our session messages the peer acknowledged: those before `keep` in `Link::out`.
     acked: u64,
+    /// Where each of our messages after `keep` ends, as a stream offset (`Link::out_base`
+    /// plus its position), in order: an acknowledgement or a resume finds the n-th message
+    /// here, without reading the queue.
+    marks: VecDeque<u64>,
     /// Where in `Link::out` the first message the peer has not acknowledged starts.
     pub(super) keep: usize,
     /// The peer speaks sessions: it acknowledged at least once (a client: the server offered).
@@ -76,6 +80,62 @@ pub(super) struct Sessions {
 }
 
 impl Session {
+    /// Marks the messages just queued, `appended`, which start at `before` in a queue whose
+    /// first byte is stream offset `base` (the peer's own count decides: control messages and
+    /// heartbeats are not marked).
+    pub(super) fn mark(
+        &mut self,
+        base: u64,
+        appended: &[u8],
+        before: usize,
+        transport: &Transport,
+    ) {
+        let mut at = 0;
+        while let Some((len, counted)) = frame_at(&appended[at..], transport) {
+            at += len;
+            if counted {
+                self.marks.push_back(base + (before + at) as u64);
+            }
+        }
+    }
+
+    /// A latest-wins message at stream offset `at`, `len` bytes, left the queue unwritten: its
+    /// mark goes, and the marks behind it move forward.
+    pub(super) fn unmark(&mut self, at: u64, len: u64) {
+        if let Some(i) = self.marks.iter().rposition(|&m| m == at + len) {
+            self.marks.remove(i);
+        }
+        for m in self.marks.iter_mut().rev() {
+            if *m <= at {
+                break;
+            }
+            *m -= len;
+        }
+    }
+
+    /// Where, in a queue whose first byte is stream offset `base` and whose first `written`
+    /// bytes were written, our messages after the peer's `received`-th begin; `None` if the
+    /// peer claims messages it cannot have had.
+    fn replay_from(&self, base: u64, written: usize, received: u64) -> Option<usize> {
+        let k = received.checked_sub(self.acked)? as usize;
+        if k == 0 {
+            return Some(self.keep);
+        }
+        let end = *self.marks.get(k - 1)?;
+        (end <= base + written as u64).then(|| (end - base) as usize)
+    }
+
+    /// The queue was rebuilt: the messages from `from` on (old stream offsets from `old_base`)
+    /// now start at `to` in a queue whose first byte is `new_base`; the first `drop` marks are
+    /// gone (acknowledged).
+    fn rebase(&mut self, drop: usize, old_base: u64, from: usize, new_base: u64, to: usize) {
+        self.marks.drain(..drop.min(self.marks.len()));
+        let (old, new) = (old_base + from as u64, new_base + to as u64);
+        for m in self.marks.iter_mut() {
+            *m = *m - old + new;
+        }
+    }
+
     fn new(token: Token, server: bool, keep: usize, now: Instant) -> Box<Session> {
         Box::new(Session {
             token,
@@ -84,6 +144,7 @@ impl Session {
             received: 0,
             ack_sent: 0,
             acked: 0,
+            marks: VecDeque::new(),
             keep,
             confirmed: !server,
             announced: !server,
@@ -141,8 +202,11 @@ impl Reactor {
                 // fresh link's first output is.
                 link.fresh = false;
                 let keep = link.out_pos;
-                link.session = Some(Session::new([0; 32], false, keep, now));
-                link.session.as_mut().expect("just set").confirmed = false;
+                let mut s = Session::new([0; 32], false, keep, now);
+                s.confirmed = false;
+                // Messages queued while connecting count too.
+                s.mark(link.out_base, &link.out[keep..], keep, &link.transport);
+                link.session = Some(s);
             }
         }
     }
@@ -160,13 +224,16 @@ impl Reactor {
                 link.session = None;
             }
             Some(t) => {
-                let keep = link.out_pos.min(link.out.len());
-                let s = link
-                    .session
-                    .get_or_insert_with(|| Session::new(t, false, keep, now));
+                if link.session.is_none() {
+                    let keep = link.out_pos.min(link.out.len());
+                    let mut s = Session::new(t, false, keep, now);
+                    s.mark(link.out_base, &link.out[keep..], keep, &link.transport);
+                    link.session = Some(s);
+                }
+                let s = link.session.as_deref_mut().expect("just set");
                 s.token = t;
                 s.confirmed = true;
-                let _ = self.send(id, &msg! { "action": wire::ACK, "received": 0u64 });
+                self.send_uncounted(id, &msg! { "action": wire::ACK, "received": 0u64 });
             }
         }
     }
@@ -254,7 +321,7 @@ impl Reactor {
         s.ack_sent = s.received;
         s.ack_due = false;
         let n = s.received;
-        let _ = self.send(id, &msg! { "action": wire::ACK, "received": n });
+        self.send_uncounted(id, &msg! { "action": wire::ACK, "received": n });
     }
 
     /// Tells the driver of a server's channel that waited for its first message.
@@ -303,7 +370,7 @@ impl Reactor {
                     Ok((old, used)) => self.sessions.resuming = Some((id, old, received, used)),
                     Err(reason) => {
                         log::info!("repod: {id:?}: resume refused: {reason}");
-                        let _ = self.send(
+                        self.send_uncounted(
                             id,
                             &msg! { "action": wire::RESUME_FAILED, "reason": reason },
                         );
@@ -331,16 +398,12 @@ impl Reactor {
         if n <= s.acked {
             return Ok(()); // an old one, overtaken
         }
-        let Some(pos) = walk(
-            &link.out[..link.out_pos],
-            s.keep,
-            n - s.acked,
-            &link.transport,
-        ) else {
+        let Some(pos) = s.replay_from(link.out_base, link.out_pos, n) else {
             return Err(Error::Session(
                 format!("the peer acknowledged {n} messages, more than it was sent").into(),
             ));
         };
+        s.marks.drain(..(n - s.acked) as usize);
         s.keep = pos;
         s.acked = n;
         if pos == link.out.len() {
@@ -384,13 +447,8 @@ impl Reactor {
         if received < s.acked {
             return Err("the client claims fewer messages than it acknowledged");
         }
-        walk(
-            &link.out[..link.out_pos],
-            s.keep,
-            received - s.acked,
-            &link.transport,
-        )
-        .ok_or("the client claims messages it was never sent")?;
+        s.replay_from(link.out_base, link.out_pos, received)
+            .ok_or("the client claims messages it was never sent")?;
         Ok((self.id_of(old), token))
     }
 
@@ -416,13 +474,9 @@ impl Reactor {
         let (answer_received, replay_from, old_token) = {
             let o = &self.links[oi];
             let s = o.session.as_deref().expect("a session");
-            let from = walk(
-                &o.out[..o.out_pos],
-                s.keep,
-                received - s.acked,
-                &o.transport,
-            )
-            .expect("checked by check_resume");
+            let from = s
+                .replay_from(o.out_base, o.out_pos, received)
+                .expect("checked by check_resume");
             (s.received, from, s.token)
         };
         {
@@ -476,6 +530,7 @@ impl Reactor {
         o.out = out;
         o.out_pos = 0;
         o.out_hold = usize::MAX;
+        let old_base = o.out_base;
         o.out_base += 1 << 32; // nothing of the old queue's offsets is valid any more
         o.latest.clear();
         o.close_sent = false;
@@ -488,6 +543,8 @@ impl Reactor {
         o.bytes_out += n.bytes_out;
         o.state = State::Open;
         let s = o.session.as_deref_mut().expect("a session");
+        let replayed = (received - s.acked) as usize;
+        s.rebase(replayed, old_base, replay_from, o.out_base, keep);
         s.token = fresh_token;
         s.prev_token = Some(used);
         s.acked = received;
@@ -548,12 +605,7 @@ impl Reactor {
                 o.session = Some(s);
                 return false;
             }
-            match walk(
-                &o.out[..o.out_pos],
-                s.keep,
-                received - s.acked,
-                &o.transport,
-            ) {
+            match s.replay_from(o.out_base, o.out_pos, received) {
                 Some(from) => (from, s),
                 None => {
                     o.session = Some(s);
@@ -567,6 +619,8 @@ impl Reactor {
             .expect("two distinct live links");
         let keep = n.out.len();
         n.out.extend_from_slice(&o.out[from..]);
+        let replayed = (received - session.acked) as usize;
+        session.rebase(replayed, o.out_base, from, n.out_base, keep);
         n.msgs_out += o.msgs_out;
         n.msgs_in += o.msgs_in;
         n.bytes_in += o.bytes_in;
@@ -583,7 +637,7 @@ impl Reactor {
         self.remove(oi);
         // At once: it tells the server this client has the new token (the old one is spent
         // from then on), and releases what the server kept of the replay.
-        let _ = self.send(
+        self.send_uncounted(
             new,
             &msg! { "action": wire::ACK, "received": received_so_far },
         );
@@ -683,7 +737,7 @@ impl Reactor {
                             index: index as u32,
                             gen: link.gen,
                         };
-                        let _ = self.send(id, &msg! { "action": wire::ACK, "received": n });
+                        self.send_uncounted(id, &msg! { "action": wire::ACK, "received": n });
                     }
                 }
             }
@@ -798,7 +852,9 @@ impl Reactor {
 }
 
 /// The position in `out` after `count` more counted messages from `from`, all within `out`
-/// (the part already written); `None` if there are fewer.
+/// (the part already written); `None` if there are fewer. (The reactor keeps `Session::marks`
+/// instead; the tests check both agree.)
+#[cfg(test)]
 fn walk(out: &[u8], mut from: usize, mut count: u64, transport: &Transport) -> Option<usize> {
     while count > 0 {
         let (len, counted) = frame_at(&out[from..], transport)?;
@@ -904,6 +960,43 @@ mod tests {
             }
         }
         (out, ends)
+    }
+
+    #[test]
+    fn marks_count_only_what_the_peer_counts_on_every_transport() {
+        for mut transport in [
+            Transport::Tcp,
+            Transport::WsServer,
+            Transport::WsClient(MaskKeys::from_os()),
+        ] {
+            let (out, ends) = queue(&mut transport, 60);
+            // Marked as the reactor does: each queued piece as it is appended, here in two
+            // batches.
+            let mut s = Session::new([0; 32], true, 0, Instant::now());
+            let half = ends[29];
+            s.mark(1000, &out[..half], 0, &transport);
+            s.mark(1000, &out[half..], half, &transport);
+            assert_eq!(s.marks.len(), 60);
+            for k in 1..=60u64 {
+                let at = s.replay_from(1000, out.len(), k).expect("within the queue");
+                assert_eq!(at, ends[k as usize - 1], "{transport:?} k={k}");
+                assert_eq!(Some(at), walk(&out, 0, k, &transport));
+            }
+            assert_eq!(s.replay_from(1000, out.len(), 61), None, "no 61st message");
+            // Only what was written can have been received.
+            let cut = ends[9] + 3;
+            assert_eq!(s.replay_from(1000, cut, 11), None);
+            assert_eq!(s.replay_from(1000, cut, 10), Some(ends[9]));
+            // A latest-wins message, the 42nd, left the queue: its mark goes, and the ones
+            // behind it move forward.
+            let at = 1000 + ends[40] as u64;
+            let len = (ends[41] - ends[40]) as u64;
+            let before = s.marks.clone();
+            s.unmark(at, len);
+            assert_eq!(s.marks.len(), 59);
+            assert_eq!(s.marks[40], before[40]);
+            assert_eq!(s.marks[41], before[42] - len);
+        }
     }
 
     #[test]

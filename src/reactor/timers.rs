@@ -115,7 +115,7 @@ impl Reactor {
                 log::info!("repod: closing {id:?}: nothing received for {silent:?}");
                 self.close(id, DisconnectReason::HeartbeatTimeout(silent));
             } else {
-                let _ = self.send(id, &msg! { "action": heartbeat::PING, "t": stamp });
+                self.send_uncounted(id, &msg! { "action": heartbeat::PING, "t": stamp });
             }
         }
         self.beat_links = links;
