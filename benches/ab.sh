@@ -6,7 +6,8 @@
 #   A=/tmp/old/target/release/examples/echo_server B=target/release/examples/echo_server \
 #     PAIRS=5 benches/ab.sh
 #
-# Environment: A, B (binaries), PAIRS [5], DURATION [5], B_ARGS (extra flags for B only, e.g.
+# Environment: A, B (binaries), PAIRS [5], DURATION [5], A_ARGS (extra flags for A only: swap
+# two configurations to see whether the order within a pair matters), B_ARGS (extra flags for B only, e.g.
 # "--busy-poll-us 50", or "--resume-secs 30" for sessions on), LOADGEN_ARGS (extra loadgen flags
 # for both, e.g. "--session", so that B's sessions are taken and acknowledged), SCENARIOS ["throughput rtt"], PIN (2: server and loadgen both on CPU 0,
 # so a ping-pong never waits for another vCPU to wake up; 0: not pinned [0]).
@@ -17,6 +18,7 @@ B=${B:?path of build B}
 PAIRS=${PAIRS:-5}
 DURATION=${DURATION:-5}
 B_ARGS=${B_ARGS:-}
+A_ARGS=${A_ARGS:-}
 SCENARIOS=${SCENARIOS:-"throughput rtt"}
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 LOADGEN_ARGS=${LOADGEN_ARGS:-}
@@ -44,7 +46,7 @@ metric() { # scenario, RESULT line
 for scenario in $SCENARIOS; do
   ratios=()
   for i in $(seq "$PAIRS"); do
-    a=$(run "$A" "$scenario"); b=$(run "$B" "$scenario" $B_ARGS)
+    a=$(run "$A" "$scenario" $A_ARGS); b=$(run "$B" "$scenario" $B_ARGS)
     ma=$(metric "$scenario" "$a"); mb=$(metric "$scenario" "$b")
     r=$(python3 -c "print(f'{$mb/$ma:.3f}')")
     ratios+=("$r")
