@@ -26,8 +26,8 @@
 //! **Acknowledgements.** Each side acknowledges, cumulatively, after [`ACK_EVERY`] messages or
 //! [`ACK_DELAY`] after the first unacknowledged one, whichever comes first. (How often is each
 //! side's own choice: the other side only releases what an ack covers. An ack costs about what
-//! a message does, so every 32 messages costs pipelined throughput about 3%, every 64 about 1.5%;
-//! `web/repod.js` acknowledges every 32.) An ack lets the
+//! a message does: going from every 32 to every 64 messages gained about 2% of pipelined
+//! throughput, BENCHMARKS-HISTORY.md; `web/repod.js` acknowledges every 32.) An ack lets the
 //! other side release what it kept for replay. The server sends acks only to a client that has
 //! sent one: a peer that never asked for sessions (Python repod) gets nothing new but the
 //! greeting's extra key.
