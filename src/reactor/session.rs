@@ -55,6 +55,8 @@ pub(super) struct Session {
     since: Instant,
     /// An acknowledgement is due by the next ack round.
     ack_due: bool,
+    /// The link is in `Sessions::watched` (so adding it is no search of the list).
+    watched: bool,
 }
 
 /// What the reactor keeps for all sessions.
@@ -150,6 +152,7 @@ impl Session {
             announced: !server,
             since: now,
             ack_due: false,
+            watched: false,
         })
     }
 }
@@ -178,8 +181,11 @@ impl Reactor {
     }
 
     fn watch(&mut self, index: usize, at: Instant) {
-        if !self.sessions.watched.contains(&index) {
-            self.sessions.watched.push(index);
+        if let Some(s) = self.links[index].session.as_deref_mut() {
+            if !s.watched {
+                s.watched = true;
+                self.sessions.watched.push(index);
+            }
         }
         self.sessions.check_at = Some(self.sessions.check_at.map_or(at, |t| t.min(at)));
     }
@@ -710,6 +716,7 @@ impl Reactor {
             let Some(s) = link.session.as_deref_mut() else {
                 continue;
             };
+            s.watched = false;
             let mut due: Option<Instant> = None;
             if state == State::Away {
                 if let Some(window) = self.cfg.resume_window.filter(|_| s.server) {
@@ -742,6 +749,9 @@ impl Reactor {
                 }
             }
             if let Some(d) = due {
+                if let Some(s) = self.links[index].session.as_deref_mut() {
+                    s.watched = true;
+                }
                 keep_watching.push(index);
                 next = Some(next.map_or(d, |t| t.min(d)));
             }
