@@ -90,6 +90,14 @@ fn sessions(window: Duration) -> Config {
     Config::default().resume_window(Some(window))
 }
 
+/// A server with sessions on (a 30 s window) on a free port, and its address.
+fn session_server() -> (repod::server::BackgroundServer<Echo>, World, SocketAddr) {
+    let window = sessions(Duration::from_secs(30));
+    let (srv, world) = server(window, Listen::on("127.0.0.1:0"), false);
+    let addr = srv.handle().local_addr();
+    (srv, world, addr)
+}
+
 /// A raw repod peer on a socket, for the exact wire.
 struct Raw {
     s: TcpStream,
@@ -157,6 +165,28 @@ impl Raw {
         rest[..end].trim_matches('"').to_owned()
     }
 
+    /// One `echo` round trip, which must come back.
+    fn echo(&mut self, n: i32) {
+        self.send(&msg! { "action": "echo", "n": n });
+        assert_eq!(self.recv().unwrap().0, "echo_reply");
+    }
+
+    /// The link drops: closed with a reset, as a dying network does.
+    fn reset(self) {
+        socket2::SockRef::from(&self.s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+
+    /// A new link that asks for session `token` back, having received `received` of its
+    /// messages; its own greeting is read.
+    fn resume(addr: SocketAddr, token: &str, received: u64) -> Raw {
+        let mut r = Raw::connect(addr);
+        r.send(&msg! { "action": "resume", "session": token, "received": received });
+        r.recv_field("connected", "session");
+        r
+    }
+
     /// Greeting, then the opt-in ack: returns the token.
     fn join(&mut self) -> String {
         let token = self.recv_field("connected", "session");
@@ -167,23 +197,15 @@ impl Raw {
 
 #[test]
 fn a_bad_token_fails_and_the_link_goes_on_as_a_new_session() {
-    let (srv, world) = server(
-        sessions(Duration::from_secs(30)),
-        Listen::on("127.0.0.1:0"),
-        false,
-    );
-    let addr = srv.handle().local_addr();
+    let (srv, world, addr) = session_server();
     let mut c = Raw::connect(addr);
     c.send(&msg! { "action": "resume", "session": "00112233445566778899aabbccddeeff", "received": 0u64 });
     let greeting_token = c.recv_field("connected", "session");
     assert_eq!(greeting_token.len(), 32);
     let reason = c.recv_field("resume_failed", "reason");
     assert!(reason.contains("unknown"), "{reason}");
-    c.send(&msg! { "action": "echo", "n": 1 });
-    assert_eq!(c.recv().unwrap().0, "echo_reply");
-    let mut m = Raw::connect(addr);
-    m.send(&msg! { "action": "resume", "session": "not a token", "received": 0u64 });
-    m.recv_field("connected", "session");
+    c.echo(1);
+    let mut m = Raw::resume(addr, "not a token", 0u64);
     assert!(m
         .recv_field("resume_failed", "reason")
         .contains("malformed"));
@@ -200,34 +222,22 @@ fn a_bad_token_fails_and_the_link_goes_on_as_a_new_session() {
 
 #[test]
 fn a_spent_token_fails_while_the_session_lives_and_a_second_resume_takes_the_link_over() {
-    let (srv, world) = server(
-        sessions(Duration::from_secs(30)),
-        Listen::on("127.0.0.1:0"),
-        false,
-    );
-    let addr = srv.handle().local_addr();
+    let (srv, world, addr) = session_server();
     let mut a = Raw::connect(addr);
     let t1 = a.join();
-    a.send(&msg! { "action": "echo", "n": 1 });
-    assert_eq!(a.recv().unwrap().0, "echo_reply");
+    a.echo(1);
     // A second link resumes while the first still looks alive: it takes the session over.
-    let mut b = Raw::connect(addr);
-    b.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 1u64 });
-    b.recv_field("connected", "session");
+    let mut b = Raw::resume(addr, t1.as_str(), 1u64);
     let t2 = b.recv_field("resumed", "session");
     assert_ne!(t1, t2, "the token rotates");
     assert_eq!(a.recv(), None, "the older link was closed");
     // The client speaks on its new link: it has the new token, and the old one is spent.
-    b.send(&msg! { "action": "echo", "n": 2 });
-    assert_eq!(b.recv().unwrap().0, "echo_reply");
+    b.echo(2);
     // The spent token again, while the session's link is alive: refused, and the live link
     // is untouched.
-    let mut c = Raw::connect(addr);
-    c.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 2u64 });
-    c.recv_field("connected", "session");
+    let mut c = Raw::resume(addr, t1.as_str(), 2u64);
     assert!(c.recv_field("resume_failed", "reason").contains("unknown"));
-    b.send(&msg! { "action": "echo", "n": 3 });
-    assert_eq!(b.recv().unwrap().0, "echo_reply");
+    b.echo(3);
     let seen = world.0.lock().unwrap();
     assert_eq!(seen.back.len(), 1);
     assert_eq!(seen.echoes, 3);
@@ -240,40 +250,21 @@ fn a_spent_token_fails_while_the_session_lives_and_a_second_resume_takes_the_lin
 /// link, the old token is spent.
 #[test]
 fn a_lost_resumed_answer_leaves_the_old_token_valid_until_the_client_speaks() {
-    let (srv, world) = server(
-        sessions(Duration::from_secs(30)),
-        Listen::on("127.0.0.1:0"),
-        false,
-    );
-    let addr = srv.handle().local_addr();
-    let reset = |r: Raw| {
-        socket2::SockRef::from(&r.s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(r);
-    };
+    let (srv, world, addr) = session_server();
     let mut a = Raw::connect(addr);
     let t1 = a.join();
-    a.send(&msg! { "action": "echo", "n": 1 });
-    assert_eq!(a.recv().unwrap().0, "echo_reply");
-    reset(a);
+    a.echo(1);
+    a.reset();
     // B resumes, and drops before it reads the answer.
-    let mut b = Raw::connect(addr);
-    b.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 1u64 });
-    b.recv_field("connected", "session");
+    let b = Raw::resume(addr, t1.as_str(), 1u64);
     std::thread::sleep(Duration::from_millis(50));
-    reset(b);
+    b.reset();
     // C, with the token it has: resumed.
-    let mut c = Raw::connect(addr);
-    c.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 1u64 });
-    c.recv_field("connected", "session");
+    let mut c = Raw::resume(addr, t1.as_str(), 1u64);
     let t3 = c.recv_field("resumed", "session");
-    c.send(&msg! { "action": "echo", "n": 2 });
-    assert_eq!(c.recv().unwrap().0, "echo_reply");
+    c.echo(2);
     // Now t1 is spent; t3 is the one.
-    let mut d = Raw::connect(addr);
-    d.send(&msg! { "action": "resume", "session": t1.as_str(), "received": 2u64 });
-    d.recv_field("connected", "session");
+    let mut d = Raw::resume(addr, t1.as_str(), 2u64);
     assert!(d.recv_field("resume_failed", "reason").contains("unknown"));
     assert_ne!(t3, t1);
     let seen = world.0.lock().unwrap();
@@ -288,20 +279,11 @@ fn a_lost_resumed_answer_leaves_the_old_token_valid_until_the_client_speaks() {
 /// ordinary message is replayed, once, in order.
 #[test]
 fn a_replaced_latest_wins_message_is_never_replayed() {
-    let (srv, world) = server(
-        sessions(Duration::from_secs(30)),
-        Listen::on("127.0.0.1:0"),
-        false,
-    );
-    let addr = srv.handle().local_addr();
+    let (srv, world, addr) = session_server();
     let mut a = Raw::connect(addr);
     let t = a.join();
-    a.send(&msg! { "action": "echo", "n": 1 });
-    assert_eq!(a.recv().unwrap().0, "echo_reply");
-    socket2::SockRef::from(&a.s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(a);
+    a.echo(1);
+    a.reset();
     let deadline = Instant::now() + Duration::from_secs(5);
     while srv.handle().stats().went_away == 0 {
         assert!(Instant::now() < deadline, "the server never saw the drop");
@@ -317,9 +299,7 @@ fn a_replaced_latest_wins_message_is_never_replayed() {
     }
     // Let the reactor run those commands before the resume.
     std::thread::sleep(Duration::from_millis(200));
-    let mut b = Raw::connect(addr);
-    b.send(&msg! { "action": "resume", "session": t.as_str(), "received": 1u64 });
-    b.recv_field("connected", "session");
+    let mut b = Raw::resume(addr, t.as_str(), 1u64);
     b.recv_field("resumed", "received");
     let mut got = Vec::new();
     while got.len() < 11 {
@@ -358,19 +338,14 @@ fn resume_through_the_proxy_protocol_sees_the_new_address() {
     let addr = srv.handle().local_addr();
     let mut a = Raw::with_proxy_header(addr, "10.0.0.1");
     let t = a.join();
-    a.send(&msg! { "action": "echo", "n": 1 });
-    assert_eq!(a.recv().unwrap().0, "echo_reply");
+    a.echo(1);
     // The link drops with a reset.
-    socket2::SockRef::from(&a.s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(a);
+    a.reset();
     let mut b = Raw::with_proxy_header(addr, "10.0.0.2");
     b.send(&msg! { "action": "resume", "session": t.as_str(), "received": 1u64 });
     b.recv_field("connected", "session");
     b.recv_field("resumed", "received");
-    b.send(&msg! { "action": "echo", "n": 2 });
-    assert_eq!(b.recv().unwrap().0, "echo_reply");
+    b.echo(2);
     let seen = world.0.lock().unwrap();
     assert_eq!(seen.connected[0].1.ip().to_string(), "10.0.0.1");
     assert_eq!(seen.back.len(), 1);
