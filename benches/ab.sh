@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two echo_server builds, run alternately against the same loadgen scenarios, a fresh
-# server each run: the way to see what one change costs on this noisy machine (the pairs share
-# its state of the minute). Prints one RESULT line per run and the per-pair ratios B/A.
+# server each run, which of the two goes first alternating from pair to pair: the way to see
+# what one change costs on this noisy machine (the pairs share its state of the minute). Prints
+# one RESULT line per run and the per-pair ratios B/A.
 #
 #   A=/tmp/old/target/release/examples/echo_server B=target/release/examples/echo_server \
 #     PAIRS=5 benches/ab.sh
@@ -46,7 +47,13 @@ metric() { # scenario, RESULT line
 for scenario in $SCENARIOS; do
   ratios=()
   for i in $(seq "$PAIRS"); do
-    a=$(run "$A" "$scenario" $A_ARGS); b=$(run "$B" "$scenario" $B_ARGS)
+    # Which runs first alternates: the second run of a pair is measurably slower on this
+    # machine (an A/A control measured 0.992), and that must not count against B.
+    if (( i % 2 )); then
+      a=$(run "$A" "$scenario" $A_ARGS); b=$(run "$B" "$scenario" $B_ARGS)
+    else
+      b=$(run "$B" "$scenario" $B_ARGS); a=$(run "$A" "$scenario" $A_ARGS)
+    fi
     ma=$(metric "$scenario" "$a"); mb=$(metric "$scenario" "$b")
     r=$(python3 -c "print(f'{$mb/$ma:.3f}')")
     ratios+=("$r")

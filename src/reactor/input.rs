@@ -237,9 +237,18 @@ impl Reactor {
     /// One received frame: a heartbeat is answered or measured here, anything else goes to the
     /// driver.
     pub(super) fn deliver(&mut self, id: ChannelId, payload: &[u8], driver: &mut impl Driver) {
+        // Most messages are told ordinary by one look at their action, for heartbeats and
+        // sessions at once.
+        if crate::session::is_ordinary(payload) {
+            return if self.links[id.index()].session.is_some() {
+                self.session_frame(id, payload, false, driver)
+            } else {
+                driver.frame(self, id, payload)
+            };
+        }
         match heartbeat::classify(payload) {
             None if self.links[id.index()].session.is_some() => {
-                self.session_frame(id, payload, driver)
+                self.session_frame(id, payload, true, driver)
             }
             None => driver.frame(self, id, payload),
             Some(Beat::Ping(stamp)) => match stamp {

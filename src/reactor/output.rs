@@ -269,20 +269,22 @@ impl Reactor {
         }
         link.msgs_out += msgs;
         self.counters.msgs_out += msgs;
-        if link.session.is_some() {
+        if let Some(s) = link.session.as_deref_mut() {
             if !self.uncounted {
-                let base = link.out_base;
-                let (out, transport) = (&link.out, &link.transport);
-                let s = link.session.as_deref_mut().expect("checked");
-                s.mark(base, &out[before..before + n], before, transport);
+                s.mark(
+                    link.out_base,
+                    &link.out[before..before + n],
+                    before,
+                    &link.transport,
+                );
             }
-            if let Some((kept, max)) = self.over_replay_bound(id.index()) {
+            let max = self.cfg.resume_buffer;
+            if let Some(kept) = s.kept_over(max, &link.out, link.out_pos, link.state) {
                 log::warn!("repod: closing {id:?}: its session keeps {kept} bytes (max {max})");
                 self.close(id, DisconnectReason::ReplayOverflow { kept, max });
                 return Ok(n);
             }
         }
-        let link = &mut self.links[id.index()];
         if !link.dirty && link.state != State::Connecting {
             link.dirty = true;
             self.dirty.push(id.index());

@@ -85,6 +85,7 @@ impl Session {
     /// Marks the messages just queued, `appended`, which start at `before` in a queue whose
     /// first byte is stream offset `base` (the peer's own count decides: control messages and
     /// heartbeats are not marked).
+    #[inline]
     pub(super) fn mark(
         &mut self,
         base: u64,
@@ -92,6 +93,17 @@ impl Session {
         before: usize,
         transport: &Transport,
     ) {
+        // The usual case, one message of ours over TCP, told by one look at its action.
+        if let (Transport::Tcp, Some(head)) = (transport, appended.get(..4)) {
+            let len = 4 + u32::from_be_bytes(head.try_into().expect("4 bytes")) as usize;
+            if len == appended.len() {
+                let payload = &appended[4..];
+                if wire::is_counted(payload) {
+                    self.marks.push_back(base + (before + len) as u64);
+                }
+                return;
+            }
+        }
         let mut at = 0;
         while let Some((len, counted)) = frame_at(&appended[at..], transport) {
             at += len;
@@ -113,6 +125,31 @@ impl Session {
             }
             *m -= len;
         }
+    }
+
+    /// The bytes this session keeps for replay, if they are over `max` (`Config::resume_buffer`,
+    /// past which the session ends): written and not acknowledged, plus, while away, what was
+    /// queued meanwhile. While the link is up, what waits to be written is bounded as on any
+    /// link (the output cap and the slow-reader policy). A session whose peer has not taken it
+    /// keeps nothing yet.
+    #[inline]
+    pub(super) fn kept_over(
+        &self,
+        max: usize,
+        out: &[u8],
+        out_pos: usize,
+        state: State,
+    ) -> Option<usize> {
+        if !self.confirmed {
+            return None;
+        }
+        let end = if state == State::Away {
+            out.len()
+        } else {
+            out_pos
+        };
+        let kept = end - self.keep.min(end);
+        (kept > max).then_some(kept)
     }
 
     /// Where, in a queue whose first byte is stream offset `base` and whose first `written`
@@ -265,11 +302,13 @@ impl Reactor {
     }
 
     /// One frame on a link with a session (heartbeats already answered): control messages are
-    /// handled here, anything else is counted and goes to the driver.
+    /// handled here, anything else is counted and goes to the driver. `maybe_control`: false
+    /// when the frame was already told ordinary (`wire::is_ordinary`).
     pub(super) fn session_frame(
         &mut self,
         id: ChannelId,
         payload: &[u8],
+        maybe_control: bool,
         driver: &mut impl Driver,
     ) {
         let index = id.index();
@@ -278,29 +317,33 @@ impl Reactor {
             let _ = frame::encode_frame(&mut self.sessions.after_resume, payload);
             return;
         }
-        if let Some(prev) = self.links[index]
+        let s = self.links[index]
             .session
             .as_deref_mut()
-            .and_then(|s| s.prev_token.take())
-        {
+            .expect("a session link");
+        if s.prev_token.is_some() {
             // The client speaks on the resumed link: it has the new token.
-            self.sessions.by_token.remove(&prev);
-        }
-        if let Some(control) = wire::classify(payload) {
-            return self.session_control(id, control, driver);
-        }
-        let link = &mut self.links[index];
-        let s = link.session.as_deref_mut().expect("a session link");
-        if !s.confirmed {
-            // A client's message before its greeting arrived: not counted; or a server's
-            // peer that does not speak sessions.
-            if s.server {
-                s.received += 1;
+            if let Some(prev) = s.prev_token.take() {
+                self.sessions.by_token.remove(&prev);
             }
-        } else {
+        }
+        if maybe_control {
+            if let Some(control) = wire::classify(payload) {
+                return self.session_control(id, control, driver);
+            }
+        }
+        let s = self.links[index]
+            .session
+            .as_deref_mut()
+            .expect("a session link");
+        // Before the peer took the session: a client's message that came before its greeting
+        // is not counted; a server counts, for a peer that may still take it.
+        if s.confirmed || s.server {
             s.received += 1;
-            let unacked = s.received - s.ack_sent;
-            if unacked >= ACK_EVERY {
+        }
+        let announced = s.announced;
+        if s.confirmed {
+            if s.received - s.ack_sent >= ACK_EVERY {
                 self.send_ack(index);
             } else if !s.ack_due {
                 s.ack_due = true;
@@ -308,11 +351,7 @@ impl Reactor {
                 self.watch(index, at);
             }
         }
-        if !self.links[index]
-            .session
-            .as_ref()
-            .is_none_or(|s| s.announced)
-        {
+        if !announced && self.is_open(id) {
             self.announce(index, id, driver);
             if !self.is_open(id) {
                 return;
@@ -809,25 +848,6 @@ impl Reactor {
             link.session = None;
             self.sessions.by_token.remove(&token);
         }
-    }
-
-    /// The session bound: what a session keeps past `Config::resume_buffer` ends it: written
-    /// and not acknowledged, plus, while away, what was queued meanwhile.
-    pub(super) fn over_replay_bound(&self, index: usize) -> Option<(usize, usize)> {
-        let link = &self.links[index];
-        let s = link.session.as_deref()?;
-        if !s.confirmed {
-            return None;
-        }
-        // While the link is up, what waits to be written is bounded as on any link (the output
-        // cap and the slow-reader policy); while it is away, everything waits for the replay.
-        let end = if link.state == State::Away {
-            link.out.len()
-        } else {
-            link.out_pos
-        };
-        let kept = end - s.keep.min(end);
-        (kept > self.cfg.resume_buffer).then_some((kept, self.cfg.resume_buffer))
     }
 
     /// A draining server: links that drop from now on close, and sessions away end now (no
