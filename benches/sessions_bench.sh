@@ -4,12 +4,12 @@
 # taking and acknowledging the sessions with --session) and the memory of idle connections
 # that took their session (15,000 by default), alternating off and on.
 #
-#   benches/sessions_bench.sh            # ~6 min
+#   benches/sessions_bench.sh            # ~8 min
 #
-# Environment: PAIRS [10] throughput pairs, CONNS [15000], IDLE_RUNS [2] per side.
+# Environment: PAIRS [20] throughput pairs, CONNS [15000], IDLE_RUNS [2] per side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PAIRS=${PAIRS:-10}
+PAIRS=${PAIRS:-20}
 CONNS=${CONNS:-15000}
 IDLE_RUNS=${IDLE_RUNS:-2}
 cargo build --release --example echo_server --example loadgen >/dev/null
