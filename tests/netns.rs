@@ -126,32 +126,23 @@ impl Net {
 
     /// The black hole: the far end's link goes down, with nothing sent.
     fn cut(&self) -> Result<(), String> {
-        ip(&[
-            "netns",
-            "exec",
-            &self.far,
-            "ip",
-            "link",
-            "set",
-            &self.far_link,
-            "down",
-        ])
+        self.far_link_state("down")
     }
-}
 
-impl Net {
     /// The far end's link comes back up.
     fn heal(&self) -> Result<(), String> {
-        ip(&[
-            "netns",
-            "exec",
-            &self.far,
+        self.far_link_state("up")
+    }
+
+    fn far_link_state(&self, state: &str) -> Result<(), String> {
+        let far = [
+            self.far.as_str(),
             "ip",
             "link",
             "set",
-            &self.far_link,
-            "up",
-        ])
+            self.far_link.as_str(),
+        ];
+        ip(&[&["netns", "exec"][..], &far[..], &[state][..]].concat())
     }
 }
 
