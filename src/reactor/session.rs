@@ -321,6 +321,7 @@ impl Reactor {
             .session
             .as_deref_mut()
             .expect("a session link");
+        // Looked at before it is taken: `take` would rewrite the whole option per message.
         if s.prev_token.is_some() {
             // The client speaks on the resumed link: it has the new token.
             if let Some(prev) = s.prev_token.take() {
