@@ -179,21 +179,27 @@ fn wait_stats(server: &mut Proc, what: &str, limit: Duration, cond: impl Fn(u64,
     );
 }
 
-#[test]
-fn a_vanished_client_is_found_and_its_slot_freed() {
-    let Some(py) = python::venv() else { return };
-    let net = match Net::create() {
-        Ok(net) => net,
+/// The two namespaces, or `None` (the test skips, loudly) where they cannot be made; in CI
+/// they must be.
+fn net_or_skip(test: &str) -> Option<Net> {
+    match Net::create() {
+        Ok(net) => Some(net),
         Err(e) => {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "network namespaces are needed in CI: {e}"
             );
-            python::loud(&format!(
-                "SKIPPED the black-hole test: no network namespaces ({e})"
-            ));
-            return;
+            python::loud(&format!("SKIPPED {test}: no network namespaces ({e})"));
+            None
         }
+    }
+}
+
+#[test]
+fn a_vanished_client_is_found_and_its_slot_freed() {
+    let Some(py) = python::venv() else { return };
+    let Some(net) = net_or_skip("the black-hole test") else {
+        return;
     };
     let echo = examples::path("echo_server");
     let script = proc::tests_python_dir().join("heartbeat_client.py");
@@ -267,16 +273,8 @@ fn a_vanished_client_is_found_and_its_slot_freed() {
 /// order; the server's channel was away and came back.
 #[test]
 fn a_black_hole_that_heals_loses_nothing() {
-    let net = match Net::create() {
-        Ok(net) => net,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "network namespaces are needed in CI: {e}"
-            );
-            eprintln!("SKIPPED the healing black-hole test: no network namespaces ({e})");
-            return;
-        }
+    let Some(net) = net_or_skip("the healing black-hole test") else {
+        return;
     };
     let mut cmd = Net::exec(&net.near, &examples::path("echo_server"));
     cmd.args([

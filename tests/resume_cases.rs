@@ -284,11 +284,7 @@ fn a_replaced_latest_wins_message_is_never_replayed() {
     let t = a.join();
     a.echo(1);
     a.reset();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.handle().stats().went_away == 0 {
-        assert!(Instant::now() < deadline, "the server never saw the drop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_the_drop(&srv);
     let id = world.0.lock().unwrap().connected[0].0;
     let handle = srv.handle();
     for n in 1..=100u32 {
@@ -517,14 +513,21 @@ fn a_draining_server_ends_away_sessions() {
     proxy.cut();
     pump_until(&mut client, "reconnecting", |p| has(p, "reconnecting"));
     // Wait until the server saw the drop (the cut resets its side too).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.handle().stats().went_away == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_the_drop(&srv);
     srv.handle().drain(Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(5);
     while world.0.lock().unwrap().closed.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(world.0.lock().unwrap().closed[0].1, "stopped");
+}
+
+/// Waits until the server has seen a session's link drop (its statistics are published a few
+/// milliseconds after the turn that saw it).
+fn wait_for_the_drop(srv: &repod::server::BackgroundServer<Echo>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.handle().stats().went_away == 0 {
+        assert!(Instant::now() < deadline, "the server never saw the drop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
