@@ -240,10 +240,14 @@ impl Reactor {
         // Most messages are told ordinary by one look at their action, for heartbeats and
         // sessions at once.
         if crate::session::is_ordinary(payload) {
-            return if self.links[id.index()].session.is_some() {
-                self.session_frame(id, payload, false, driver)
-            } else {
+            let direct = match self.links[id.index()].session.as_deref_mut() {
+                None => true,
+                Some(s) => s.count_steady(),
+            };
+            return if direct {
                 driver.frame(self, id, payload)
+            } else {
+                self.session_frame(id, payload, false, driver)
             };
         }
         match heartbeat::classify(payload) {

@@ -127,6 +127,20 @@ impl Session {
         }
     }
 
+    /// Counts one ordinary message from the peer when nothing else is to be done for it (the
+    /// steady state: the session is taken and announced, not just resumed, and an
+    /// acknowledgement is already due but not yet by count); false leaves it all to
+    /// `Reactor::session_frame`.
+    #[inline]
+    pub(super) fn count_steady(&mut self) -> bool {
+        let steady = self.confirmed && self.announced && self.ack_due && self.prev_token.is_none();
+        if steady && self.received + 1 - self.ack_sent < ACK_EVERY {
+            self.received += 1;
+            return true;
+        }
+        false
+    }
+
     /// The bytes this session keeps for replay, if they are over `max` (`Config::resume_buffer`,
     /// past which the session ends): written and not acknowledged, plus, while away, what was
     /// queued meanwhile. While the link is up, what waits to be written is bounded as on any
@@ -1028,6 +1042,35 @@ mod tests {
             assert_eq!(s.marks[40], before[40]);
             assert_eq!(s.marks[41], before[42] - len);
         }
+    }
+
+    #[test]
+    fn only_the_steady_state_is_counted_on_the_fast_path() {
+        let mut s = Session::new([0; 32], true, 0, Instant::now());
+        // Not taken, not announced, no acknowledgement due: all for the full path.
+        assert!(!s.count_steady());
+        s.confirmed = true;
+        s.announced = true;
+        assert!(
+            !s.count_steady(),
+            "the first unacknowledged message schedules an ack"
+        );
+        s.ack_due = true;
+        s.prev_token = Some([1; 32]);
+        assert!(
+            !s.count_steady(),
+            "just resumed: the old token is to be dropped"
+        );
+        s.prev_token = None;
+        for _ in 1..ACK_EVERY {
+            assert!(s.count_steady());
+        }
+        assert_eq!(s.received, ACK_EVERY - 1);
+        assert!(
+            !s.count_steady(),
+            "the ACK_EVERY-th is acknowledged at once"
+        );
+        assert_eq!(s.received, ACK_EVERY - 1, "the full path counts it");
     }
 
     #[test]
