@@ -699,6 +699,9 @@ export class Client {
    */
   #onMessage(link, ev) {
     if (link !== this.#link || link.ended) return;
+    // Anything that arrives shows the link is alive, a message the app cannot use included:
+    // the heartbeat finds dead links, and the errors below are reported on their own.
+    link.lastReceived = performance.now();
     const data = ev.data;
     if (typeof data === "string") {
       this.#emit({ action: "error", error: "received a text message: the protocol uses binary messages only" }, true);
@@ -721,7 +724,6 @@ export class Client {
       this.#emit({ action: "error", error: "\"action\" is not a string" }, true);
       return;
     }
-    link.lastReceived = performance.now();
     // Heartbeats are the library's business: answered or measured here, never dispatched.
     if (msg.action === "_ping") {
       const ws = /** @type {WebSocketLike} */ (link.ws);

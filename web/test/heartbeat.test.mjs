@@ -5,8 +5,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { Decoder } from "@msgpack/msgpack";
-import WebSocket from "ws";
+import { Decoder, encode } from "@msgpack/msgpack";
+import WebSocket, { WebSocketServer } from "ws";
 import { Client } from "../repod.js";
 import { Mailbox, WAIT_MS, sleep, startEcho, until, within } from "../test-support/echo.mjs";
 
@@ -139,5 +139,38 @@ test("heartbeatMs: a server that freezes (SIGSTOP) is found: disconnected 'no an
   } finally {
     own.resume();
     await own.stop();
+  }
+});
+
+test("heartbeatMs: a server that talks but never answers pings is not silent, whatever it sends", async () => {
+  // Not a repod server: Node's ws, sending a text message, a broken msgpack and a non-map in
+  // turn every 40 ms, and never a pong. Each is reported as an error; none is silence.
+  const sent = [Buffer.from([0xc1]), encode([1, 2]), "text"];
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => server.once("listening", resolve));
+  const timers = [];
+  server.on("connection", (socket) => {
+    socket.send(encode({ action: "connected" }));
+    let k = 0;
+    timers.push(setInterval(() => socket.send(sent[k++ % sent.length]), 40));
+  });
+  try {
+    const c = new Client({ WebSocket, heartbeatMs: 50, heartbeatTimeoutMs: 300 });
+    const box = new Mailbox();
+    const errors = [];
+    c.network_received = (d) => (d.action === "error" ? errors.push(d.error) : box.put(d.action, d));
+    c.connect(`ws://127.0.0.1:${server.address().port}/`);
+    await box.take("connected");
+    await sleep(1200); // four timeouts
+    assert.equal(c.state, "open", `ended: ${JSON.stringify(box)}`);
+    assert.equal(c.rtt, null, "no pong ever came");
+    assert.ok(errors.some((e) => e.startsWith("invalid msgpack")), JSON.stringify(errors));
+    assert.ok(errors.includes("message is not a msgpack map"), JSON.stringify(errors));
+    assert.ok(errors.some((e) => e.startsWith("received a text message")), JSON.stringify(errors));
+    c.close();
+  } finally {
+    for (const t of timers) clearInterval(t);
+    for (const ws of server.clients) ws.terminate();
+    server.close();
   }
 });
