@@ -6,7 +6,8 @@
 #   1. npm ci: exactly what package-lock.json says.
 #   2. cargo build --example echo_server: the tests start target/debug/examples/echo_server
 #      (see test-support/echo.mjs; REPOD_ECHO_SERVER overrides the path).
-#   3. node --test test/: the client against the real server (ws and wss), the package.
+#   3. node --test test/: the client against the real server (ws and wss), the package, and
+#      in headless Chromium (DevTools protocol) a page that comes back online.
 #   4. npm pack --dry-run: the tarball must hold exactly the files listed below, else fail.
 #
 # Exits non-zero on the first failure.
