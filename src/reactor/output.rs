@@ -270,7 +270,18 @@ impl Reactor {
         link.msgs_out += msgs;
         self.counters.msgs_out += msgs;
         if let Some(s) = link.session.as_deref_mut() {
-            if !self.uncounted {
+            if self.uncounted {
+                // Ours, not counted: nothing to mark.
+            } else if msgs == 1 && matches!(link.transport, Transport::Tcp) {
+                // One frame: its payload follows its 4-byte length.
+                debug_assert_eq!(
+                    n,
+                    4 + u32::from_be_bytes(link.out[before..before + 4].try_into().unwrap())
+                        as usize
+                );
+                let end = link.out_base + (before + n) as u64;
+                s.mark_one(end, &link.out[before + 4..before + n]);
+            } else {
                 s.mark(
                     link.out_base,
                     &link.out[before..before + n],

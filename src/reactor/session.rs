@@ -82,10 +82,20 @@ pub(super) struct Sessions {
 }
 
 impl Session {
+    /// Marks one message just queued over TCP, whose frame ends at stream offset `end`, if the
+    /// peer counts it (`payload` is the frame's, after its length): the usual case, told by one
+    /// look at its action, in line in the send path.
+    #[inline(always)]
+    pub(super) fn mark_one(&mut self, end: u64, payload: &[u8]) {
+        if wire::is_counted(payload) {
+            self.marks.push_back(end);
+        }
+    }
+
     /// Marks the messages just queued, `appended`, which start at `before` in a queue whose
     /// first byte is stream offset `base` (the peer's own count decides: control messages and
     /// heartbeats are not marked).
-    #[inline]
+    #[inline(never)]
     pub(super) fn mark(
         &mut self,
         base: u64,
@@ -93,17 +103,6 @@ impl Session {
         before: usize,
         transport: &Transport,
     ) {
-        // The usual case, one message of ours over TCP, told by one look at its action.
-        if let (Transport::Tcp, Some(head)) = (transport, appended.get(..4)) {
-            let len = 4 + u32::from_be_bytes(head.try_into().expect("4 bytes")) as usize;
-            if len == appended.len() {
-                let payload = &appended[4..];
-                if wire::is_counted(payload) {
-                    self.marks.push_back(base + (before + len) as u64);
-                }
-                return;
-            }
-        }
         let mut at = 0;
         while let Some((len, counted)) = frame_at(&appended[at..], transport) {
             at += len;
