@@ -136,6 +136,9 @@ pub(crate) fn classify(payload: &[u8]) -> Option<Control<'_>> {
     if payload.len() > MAX_CONTROL_LEN {
         return None;
     }
+    if let Some(n) = ack_as_written(payload) {
+        return Some(Control::Ack(n));
+    }
     match leading_action(payload) {
         Some(action) if !is_control_action(action) => return None,
         Some(_) => {}
@@ -160,6 +163,30 @@ pub(crate) fn classify(payload: &[u8]) -> Option<Control<'_>> {
         RESUME_FAILED => Control::ResumeFailed(m.str("reason").unwrap_or("")),
         _ => return None,
     })
+}
+
+/// The count of an acknowledgement laid out as repod, repod.js and msgpack encoders in general
+/// write it, `{"action": "_ack", "received": n}` in that order with `n` an unsigned integer, read
+/// without a parse; `None` for anything else (which [`classify`] then parses). One arrives per
+/// [`ACK_EVERY`] messages, so its parse showed in the cost of a session's every message.
+fn ack_as_written(payload: &[u8]) -> Option<u64> {
+    let rest = payload.strip_prefix(b"\x82\xa6action\xa4_ack\xa8received")?;
+    let (&marker, rest) = rest.split_first()?;
+    let (n, len) = match marker {
+        0x00..=0x7f => (u64::from(marker), 0),
+        0xcc => (u64::from(*rest.first()?), 1),
+        0xcd => (
+            u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            2,
+        ),
+        0xce => (
+            u64::from(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?)),
+            4,
+        ),
+        0xcf => (u64::from_be_bytes(rest.get(..8)?.try_into().ok()?), 8),
+        _ => return None,
+    };
+    (rest.len() == len).then_some(n)
 }
 
 /// Whether `action` is one of the session's control actions (first byte first: ordinary
@@ -242,6 +269,45 @@ mod tests {
         assert_eq!(parse_token(s), Some(a));
         assert_eq!(parse_token("abc"), None);
         assert_eq!(parse_token(&"G".repeat(32)), None);
+    }
+
+    #[test]
+    fn an_acknowledgement_read_as_written_agrees_with_its_parse() {
+        let parsed = |b: &[u8]| Message::parse(b).unwrap().u64("received").unwrap();
+        for n in [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let b = bytes(&msg! { "action": "_ack", "received": n });
+            assert_eq!(ack_as_written(&b), Some(n), "{n}");
+            assert_eq!(parsed(&b), n);
+            // Wider than needed, as some encoders write: the same count.
+            let mut wide = b"\x82\xa6action\xa4_ack\xa8received\xcf".to_vec();
+            wide.extend_from_slice(&n.to_be_bytes());
+            assert_eq!(ack_as_written(&wide), Some(n));
+            assert_eq!(parsed(&wide), n);
+            assert_eq!(classify(&wide), Some(Control::Ack(n)));
+        }
+        // Anything else is left to the parse, which still reads it.
+        let reordered = bytes(&msg! { "received": 5u64, "action": "_ack" });
+        assert_eq!(ack_as_written(&reordered), None);
+        assert_eq!(classify(&reordered), Some(Control::Ack(5)));
+        let mut longer = bytes(&msg! { "action": "_ack", "received": 5u64 });
+        longer.push(0xc0);
+        assert_eq!(ack_as_written(&longer), None, "a trailing byte");
+        let cut = bytes(&msg! { "action": "_ack", "received": 300u64 });
+        assert_eq!(ack_as_written(&cut[..cut.len() - 1]), None, "a short count");
+        let signed = b"\x82\xa6action\xa4_ack\xa8received\xd0\x05";
+        assert_eq!(ack_as_written(signed), None);
     }
 
     #[test]

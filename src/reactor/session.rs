@@ -44,7 +44,7 @@ pub(super) struct Session {
     /// Where each of our messages after `keep` ends, as a stream offset (`Link::out_base`
     /// plus its position), in order: an acknowledgement or a resume finds the n-th message
     /// here, without reading the queue.
-    marks: VecDeque<u64>,
+    marks: Marks,
     /// Where in `Link::out` the first message the peer has not acknowledged starts.
     pub(super) keep: usize,
     /// The peer speaks sessions: it acknowledged at least once (a client: the server offered).
@@ -57,6 +57,52 @@ pub(super) struct Session {
     ack_due: bool,
     /// The link is in `Sessions::watched` (so adding it is no search of the list).
     watched: bool,
+}
+
+/// Where each of our messages after `Session::keep` ends, in order: pushed at the back as
+/// messages are queued (in line: one store, most of the time), taken from the front as the
+/// peer acknowledges them. The taken ones are moved out of the way only once they are at least
+/// half of the buffer, so each mark is moved at most once on average.
+#[derive(Debug, Default)]
+struct Marks {
+    ends: Vec<u64>,
+    /// `ends[..first]` were taken.
+    first: usize,
+}
+
+impl Marks {
+    #[inline(always)]
+    fn push(&mut self, end: u64) {
+        self.ends.push(end);
+    }
+
+    fn live(&self) -> &[u64] {
+        &self.ends[self.first..]
+    }
+
+    fn live_mut(&mut self) -> &mut [u64] {
+        &mut self.ends[self.first..]
+    }
+
+    fn get(&self, i: usize) -> Option<u64> {
+        self.live().get(i).copied()
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.ends.remove(self.first + i);
+    }
+
+    /// Takes the first `k` (all, if there are fewer).
+    fn drop_front(&mut self, k: usize) {
+        self.first += k.min(self.ends.len() - self.first);
+        if self.first == self.ends.len() {
+            self.ends.clear();
+            self.first = 0;
+        } else if self.first * 2 >= self.ends.len() {
+            self.ends.drain(..self.first);
+            self.first = 0;
+        }
+    }
 }
 
 /// What the reactor keeps for all sessions.
@@ -88,7 +134,7 @@ impl Session {
     #[inline(always)]
     pub(super) fn mark_one(&mut self, end: u64, payload: &[u8]) {
         if wire::is_counted(payload) {
-            self.marks.push_back(end);
+            self.marks.push(end);
         }
     }
 
@@ -107,7 +153,7 @@ impl Session {
         while let Some((len, counted)) = frame_at(&appended[at..], transport) {
             at += len;
             if counted {
-                self.marks.push_back(base + (before + at) as u64);
+                self.marks.push(base + (before + at) as u64);
             }
         }
     }
@@ -115,10 +161,10 @@ impl Session {
     /// A latest-wins message at stream offset `at`, `len` bytes, left the queue unwritten: its
     /// mark goes, and the marks behind it move forward.
     pub(super) fn unmark(&mut self, at: u64, len: u64) {
-        if let Some(i) = self.marks.iter().rposition(|&m| m == at + len) {
+        if let Some(i) = self.marks.live().iter().rposition(|&m| m == at + len) {
             self.marks.remove(i);
         }
-        for m in self.marks.iter_mut().rev() {
+        for m in self.marks.live_mut().iter_mut().rev() {
             if *m <= at {
                 break;
             }
@@ -173,7 +219,7 @@ impl Session {
         if k == 0 {
             return Some(self.keep);
         }
-        let end = *self.marks.get(k - 1)?;
+        let end = self.marks.get(k - 1)?;
         (end <= base + written as u64).then(|| (end - base) as usize)
     }
 
@@ -181,9 +227,9 @@ impl Session {
     /// now start at `to` in a queue whose first byte is `new_base`; the first `drop` marks are
     /// gone (acknowledged).
     fn rebase(&mut self, drop: usize, old_base: u64, from: usize, new_base: u64, to: usize) {
-        self.marks.drain(..drop.min(self.marks.len()));
+        self.marks.drop_front(drop);
         let (old, new) = (old_base + from as u64, new_base + to as u64);
-        for m in self.marks.iter_mut() {
+        for m in self.marks.live_mut() {
             *m = *m - old + new;
         }
     }
@@ -196,7 +242,7 @@ impl Session {
             received: 0,
             ack_sent: 0,
             acked: 0,
-            marks: VecDeque::new(),
+            marks: Marks::default(),
             keep,
             confirmed: !server,
             announced: !server,
@@ -462,7 +508,7 @@ impl Reactor {
                 format!("the peer acknowledged {n} messages, more than it was sent").into(),
             ));
         };
-        s.marks.drain(..(n - s.acked) as usize);
+        s.marks.drop_front((n - s.acked) as usize);
         s.keep = pos;
         s.acked = n;
         if pos == link.out.len() {
@@ -1020,7 +1066,7 @@ mod tests {
             let half = ends[29];
             s.mark(1000, &out[..half], 0, &transport);
             s.mark(1000, &out[half..], half, &transport);
-            assert_eq!(s.marks.len(), 60);
+            assert_eq!(s.marks.live().len(), 60);
             for k in 1..=60u64 {
                 let at = s.replay_from(1000, out.len(), k).expect("within the queue");
                 assert_eq!(at, ends[k as usize - 1], "{transport:?} k={k}");
@@ -1035,11 +1081,11 @@ mod tests {
             // behind it move forward.
             let at = 1000 + ends[40] as u64;
             let len = (ends[41] - ends[40]) as u64;
-            let before = s.marks.clone();
+            let before = s.marks.live().to_vec();
             s.unmark(at, len);
-            assert_eq!(s.marks.len(), 59);
-            assert_eq!(s.marks[40], before[40]);
-            assert_eq!(s.marks[41], before[42] - len);
+            assert_eq!(s.marks.live().len(), 59);
+            assert_eq!(s.marks.live()[40], before[40]);
+            assert_eq!(s.marks.live()[41], before[42] - len);
         }
     }
 
@@ -1070,6 +1116,34 @@ mod tests {
             "the ACK_EVERY-th is acknowledged at once"
         );
         assert_eq!(s.received, ACK_EVERY - 1, "the full path counts it");
+    }
+
+    #[test]
+    fn marks_taken_from_the_front_keep_their_order() {
+        let mut m = Marks::default();
+        let mut want = std::collections::VecDeque::new();
+        let mut next = 0u64;
+        // Pushes and takes of every size, as sends and acknowledgements come.
+        for round in 0..200usize {
+            for _ in 0..(round * 7) % 13 {
+                next += 10;
+                m.push(next);
+                want.push_back(next);
+            }
+            let k = (round * 5) % 11;
+            m.drop_front(k);
+            want.drain(..k.min(want.len()));
+            assert_eq!(
+                m.live(),
+                want.iter().copied().collect::<Vec<_>>().as_slice()
+            );
+            assert!(
+                m.ends.len() <= 2 * want.len() + 13,
+                "taken ones are moved away"
+            );
+        }
+        m.drop_front(usize::MAX);
+        assert!(m.live().is_empty() && m.ends.is_empty());
     }
 
     #[test]
