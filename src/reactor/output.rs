@@ -247,25 +247,13 @@ impl Reactor {
         n: usize,
         msgs: u64,
     ) -> Result<usize, Error> {
-        let (max, policy) = (self.cfg.max_queued_output, self.cfg.slow_reader);
+        let max = self.cfg.max_queued_output;
         let link = &mut self.links[id.index()];
         let queued = link.queued();
         // One message is always accepted into an empty queue, so the cap cannot make a
         // message of up to max_frame_len unsendable.
         if queued > max && before > link.out_pos {
-            link.out.truncate(before);
-            let err = Error::OutputFull { queued, max };
-            if policy == SlowReaderPolicy::Disconnect {
-                log::warn!(
-                    "repod: closing {:?} ({id:?}): {err}",
-                    link.addr.map(|a| a.to_string()).unwrap_or_default()
-                );
-                self.close(
-                    id,
-                    DisconnectReason::Error(Error::OutputFull { queued, max }),
-                );
-            }
-            return Err(err);
+            return Err(self.refuse_output(id, before, queued));
         }
         link.msgs_out += msgs;
         self.counters.msgs_out += msgs;
@@ -291,8 +279,7 @@ impl Reactor {
             }
             let max = self.cfg.resume_buffer;
             if let Some(kept) = s.kept_over(max, &link.out, link.out_pos, link.state) {
-                log::warn!("repod: closing {id:?}: its session keeps {kept} bytes (max {max})");
-                self.close(id, DisconnectReason::ReplayOverflow { kept, max });
+                self.replay_overflow(id, kept, max);
                 return Ok(n);
             }
         }
@@ -301,6 +288,36 @@ impl Reactor {
             self.dirty.push(id.index());
         }
         Ok(n)
+    }
+
+    /// Over the output cap: what was just appended at `before` goes, and the slow-reader policy
+    /// applies. Out of line: the send path stays small.
+    #[cold]
+    #[inline(never)]
+    fn refuse_output(&mut self, id: ChannelId, before: usize, queued: usize) -> Error {
+        let max = self.cfg.max_queued_output;
+        let link = &mut self.links[id.index()];
+        link.out.truncate(before);
+        let err = Error::OutputFull { queued, max };
+        if self.cfg.slow_reader == SlowReaderPolicy::Disconnect {
+            log::warn!(
+                "repod: closing {:?} ({id:?}): {err}",
+                link.addr.map(|a| a.to_string()).unwrap_or_default()
+            );
+            self.close(
+                id,
+                DisconnectReason::Error(Error::OutputFull { queued, max }),
+            );
+        }
+        err
+    }
+
+    /// A session keeps more than `Config::resume_buffer` for replay: it ends.
+    #[cold]
+    #[inline(never)]
+    fn replay_overflow(&mut self, id: ChannelId, kept: usize, max: usize) {
+        log::warn!("repod: closing {id:?}: its session keeps {kept} bytes (max {max})");
+        self.close(id, DisconnectReason::ReplayOverflow { kept, max });
     }
 
     /// Writes `id`'s queued output now instead of at the end of the turn.
