@@ -24,7 +24,9 @@
 //! after the greeting.
 //!
 //! **Acknowledgements.** Each side acknowledges, cumulatively, after [`ACK_EVERY`] messages or
-//! [`ACK_DELAY`] after the first unacknowledged one, whichever comes first. (How often is each
+//! at most [`ACK_DELAY`] after the first unacknowledged one, whichever comes first (repod's
+//! timer runs on from the first message after an ack round, so under steady traffic an ack by
+//! time can come sooner than that). (How often is each
 //! side's own choice: the other side only releases what an ack covers. An ack costs about what
 //! a message does: going from every 32 to every 64 messages gained about 2% of pipelined
 //! throughput, BENCHMARKS-HISTORY.md; `web/repod.js` acknowledges every 32.) An ack lets the

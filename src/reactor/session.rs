@@ -420,11 +420,13 @@ impl Reactor {
         driver.frame(self, id, payload);
     }
 
+    /// Acknowledges by count. A timer already running (`ack_due`) is left to run: the messages
+    /// after this ack are then acknowledged by it, sooner than `ACK_DELAY` after the first of
+    /// them, and they stay on the steady path (`Session::count_steady`) meanwhile.
     fn send_ack(&mut self, index: usize) {
         let id = self.id_of(index);
         let s = self.links[index].session.as_deref_mut().expect("a session");
         s.ack_sent = s.received;
-        s.ack_due = false;
         let n = s.received;
         self.send_uncounted(id, &msg! { "action": wire::ACK, "received": n });
     }
