@@ -114,7 +114,7 @@ async function chromium(url) {
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true }); // its own group: all of it ends
   let stderr = "";
   const endpoint = await within(60_000, new Promise((resolve, reject) => {
     child.stderr.setEncoding("utf8").on("data", (s) => {
@@ -154,9 +154,15 @@ async function chromium(url) {
     },
     async close() {
       ws.close();
-      child.kill("SIGKILL");
-      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
-      rmSync(profile, { recursive: true, force: true });
+      const exited = new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
+      try {
+        process.kill(-child.pid, "SIGKILL"); // the browser and its helper processes
+      } catch {
+        // already gone
+      }
+      await exited;
+      // A helper may still be closing files in the profile for a moment.
+      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
 }
