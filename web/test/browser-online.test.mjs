@@ -14,11 +14,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import WebSocket from "ws";
 import { WAIT_MS, WEB, sleep, startEcho, within } from "../test-support/echo.mjs";
+import { startProxy } from "../test-support/proxy.mjs";
 
 /** Polls the async `cond` every 50 ms until it is true; rejects after `ms`. */
 async function eventually(cond, ms, what) {
@@ -77,34 +77,6 @@ async function serveWeb() {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { server, base: `http://127.0.0.1:${server.address().port}` };
-}
-
-/** A TCP proxy to `port` whose `cut()` resets both sides of every link open now. */
-async function cutProxy(port) {
-  const links = new Set();
-  const server = net.createServer((down) => {
-    const up = net.connect(port, "127.0.0.1");
-    const link = { down, up };
-    links.add(link);
-    down.pipe(up).on("error", () => {});
-    up.pipe(down).on("error", () => {});
-    const gone = () => links.delete(link);
-    for (const s of [down, up]) s.on("error", gone).on("close", gone);
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    server,
-    port: server.address().port,
-    cut() {
-      const n = links.size;
-      for (const { down, up } of links) {
-        down.resetAndDestroy();
-        up.resetAndDestroy();
-      }
-      links.clear();
-      return n;
-    },
-  };
 }
 
 /** Headless Chromium with a DevTools connection: `send(method, params)` on the page's session. */
@@ -174,16 +146,16 @@ before(async () => {
   if (!CHROMIUM) return;
   echo = await startEcho(["--resume-secs", "30"]);
   web = await serveWeb();
-  proxy = await cutProxy(echo.wsPort);
+  proxy = await startProxy(echo.wsPort);
 }, { timeout: 700_000 });
 after(async () => {
-  proxy?.server.close();
+  await proxy?.close();
   web?.server.close();
   await echo?.stop();
 });
 
 test("a page that comes back online resumes at once, not after its backoff", { skip: !CHROMIUM && "no Chromium", timeout: 120_000 }, async () => {
-  const page = await chromium(`${web.base}/online.html?ws=ws://127.0.0.1:${proxy.port}/`);
+  const page = await chromium(`${web.base}/online.html?ws=${proxy.url}`);
   const events = () => page.eval("JSON.stringify(window.events ?? [])").then((s) => JSON.parse(s ?? "[]"));
   const has = (list, what) => list.filter((e) => e.what === what);
   try {
