@@ -529,6 +529,18 @@ pub fn message(data: &[u8]) -> bool {
     let depth = crate::message::DEFAULT_MAX_DEPTH;
     let parsed = Message::parse(data);
     let reference = reference_decode(data, depth);
+    // A session's look at a message's layout, a word at once, agrees with its walk.
+    assert_eq!(
+        crate::session::is_ordinary(data),
+        crate::session::is_ordinary_laid_out_otherwise(data)
+    );
+    if let (true, Ok(m)) = (crate::session::is_ordinary(data), &parsed) {
+        // (A key repeated: the parse takes the last, the look the first.)
+        let actions = m.entries().filter(|(k, _)| k.as_str() == Some("action"));
+        if actions.count() == 1 {
+            assert!(!m.action().is_empty() && !m.action().starts_with(['_', 'r']));
+        }
+    }
     match (&parsed, &reference) {
         (Ok(m), Some(v)) => check_message(m, v),
         (Err(e), None) => {

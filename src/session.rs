@@ -124,8 +124,27 @@ const MAX_CONTROL_LEN: usize = 256;
 /// is its first key (every message of repod's, of Python repod's and of repod.js) is told by one
 /// byte of it, with one look for both kinds instead of one each. `false` means "look closer"
 /// ([`classify`], [`crate::heartbeat::classify`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn is_ordinary(payload: &[u8]) -> bool {
+    // The layout of nearly every message, a small map whose first key is "action" and whose
+    // action is a short string, is told by one word and two bytes; any other, by the walk.
+    if let Some(head) = payload.first_chunk::<10>() {
+        let (word, [marker, first]) = (
+            u64::from_le_bytes(*head.first_chunk().unwrap()),
+            [head[8], head[9]],
+        );
+        if word & !0x0f == u64::from_le_bytes(*b"\x80\xa6action")
+            && marker & 0xe0 == 0xa0
+            && payload.len() >= 9 + usize::from(marker & 0x1f)
+        {
+            return marker != 0xa0 && first != b'_' && first != b'r';
+        }
+    }
+    is_ordinary_laid_out_otherwise(payload)
+}
+
+#[inline(never)]
+pub(crate) fn is_ordinary_laid_out_otherwise(payload: &[u8]) -> bool {
     matches!(
         leading_action(payload).and_then(<[u8]>::first),
         Some(&b) if b != b'_' && b != b'r'
@@ -236,11 +255,14 @@ fn might_be_control(payload: &[u8]) -> bool {
 
 /// Whether a message of ours is one the peer counts: not a session control message, not a
 /// heartbeat. Used on our own output, to find where the peer's n-th message ends.
-#[inline]
+#[inline(always)]
 pub(crate) fn is_counted(payload: &[u8]) -> bool {
-    if is_ordinary(payload) {
-        return true;
-    }
+    is_ordinary(payload) || is_counted_unless_control(payload)
+}
+
+/// [`is_counted`] for what is not certainly ordinary.
+#[inline(never)]
+fn is_counted_unless_control(payload: &[u8]) -> bool {
     if let Some(action) = leading_action(payload) {
         // Our own messages are well formed, so their action decides, as it does for the peer
         // on receipt; no parse.
@@ -414,5 +436,33 @@ mod tests {
         }
         // "ready" is still counted, after the closer look.
         assert!(is_counted(&bytes(&msg! { "action": "ready" })));
+    }
+
+    /// The word-at-once look of the usual layout agrees with the walk on every message and on
+    /// every prefix of one (a truncated action among them), whatever its action's length.
+    #[test]
+    fn the_usual_layout_read_at_once_agrees_with_the_walk() {
+        let mut payloads = Vec::new();
+        for action in [
+            "", "a", "_", "r", "mv", "move", "_ack", "resume", "x", "ready",
+        ] {
+            payloads.push(bytes(&msg! { "action": action }));
+            payloads.push(bytes(&msg! { "action": action, "x": 1 }));
+        }
+        for len in [7, 8, 30, 31, 32, 200] {
+            let action = "m".repeat(len);
+            payloads.push(bytes(&msg! { "action": action.as_str(), "n": 2 }));
+        }
+        // A map of 16 entries or more has another header; a key first that is not "action".
+        let mut wide = vec![0xde, 0, 16, 0xa6];
+        wide.extend_from_slice(b"action\xa4move");
+        payloads.push(wide);
+        payloads.push(bytes(&msg! { "actiox": "move" }));
+        for p in &payloads {
+            for end in 0..=p.len() {
+                let q = &p[..end];
+                assert_eq!(is_ordinary(q), is_ordinary_laid_out_otherwise(q), "{q:?}");
+            }
+        }
     }
 }

@@ -716,11 +716,13 @@ pub(super) fn compact(link: &mut Link) {
 }
 
 /// How much written output a link's buffer holds before it is moved out of the way. A session
-/// keeps its buffer between writes (what is not acknowledged yet stays), so it compacts early,
-/// within its floor, and its writes keep landing in the same few cache lines.
+/// keeps its buffer between writes (what is not acknowledged yet stays), so it compacts at
+/// each acknowledgement that releases at least half of it (what moves is no more than what was
+/// released): its writes keep landing in the same few cache lines, the fewer the better, as
+/// the other channels' state shares the caches with them.
 fn compact_at(link: &Link) -> usize {
     if link.session.is_some() {
-        REPLAY_FLOOR / 2
+        1
     } else {
         KEEP_OUTPUT
     }
