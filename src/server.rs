@@ -266,8 +266,11 @@ impl<C: ChannelHandler> fmt::Debug for Routes<C> {
 }
 
 /// Channel states by slot. The state of a channel whose handler is running is taken out (its
-/// handler holds it as `&mut self`), so the rest can be lent alongside it.
-type Channels<C> = Vec<Option<(ChannelId, C)>>;
+/// handler holds it as `&mut self`), so the rest can be lent alongside it. Boxed, so that
+/// taking it out and putting it back, twice per message, moves a pointer, not the game's state
+/// (whose bytes, just put back, would otherwise be read again at the next message before the
+/// stores reach the cache: a stall that grows with whatever else the turn writes).
+type Channels<C> = Vec<Option<(ChannelId, Box<C>)>>;
 
 #[derive(Debug, Default)]
 struct Control {
@@ -388,18 +391,21 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
     /// Every other channel's state, in slot order (the channel whose handler is running is its
     /// `self`, and is not listed).
     pub fn channels(&self) -> impl Iterator<Item = (ChannelId, &C)> + '_ {
-        self.channels.iter().flatten().map(|(id, c)| (*id, c))
+        self.channels.iter().flatten().map(|(id, c)| (*id, &**c))
     }
 
     /// Every other channel's state, mutable.
     pub fn channels_mut(&mut self) -> impl Iterator<Item = (ChannelId, &mut C)> + '_ {
-        self.channels.iter_mut().flatten().map(|(id, c)| (*id, c))
+        self.channels
+            .iter_mut()
+            .flatten()
+            .map(|(id, c)| (*id, &mut **c))
     }
 
     /// The state of channel `id`, unless it is gone (or is the one whose handler is running).
     pub fn channel(&self, id: ChannelId) -> Option<&C> {
         match self.channels.get(id.slot()) {
-            Some(Some((cid, c))) if *cid == id => Some(c),
+            Some(Some((cid, c))) if *cid == id => Some(&**c),
             _ => None,
         }
     }
@@ -407,7 +413,7 @@ impl<C: ChannelHandler> ServerCtx<'_, C> {
     /// The state of channel `id`, mutable.
     pub fn channel_mut(&mut self, id: ChannelId) -> Option<&mut C> {
         match self.channels.get_mut(id.slot()) {
-            Some(Some((cid, c))) if *cid == id => Some(c),
+            Some(Some((cid, c))) if *cid == id => Some(&mut **c),
             _ => None,
         }
     }
@@ -814,7 +820,7 @@ impl<C: ChannelHandler> Core<C> {
                 control: &mut self.control,
             },
         };
-        let r = f(&mut channel, &mut ctx, &self.routes);
+        let r = f(&mut *channel, &mut ctx, &self.routes);
         self.channels[id.slot()] = Some((id, channel));
         Some(r)
     }
@@ -894,7 +900,7 @@ impl<C: ChannelHandler> Driver for Core<C> {
         if self.channels.len() <= id.slot() {
             self.channels.resize_with(id.slot() + 1, || None);
         }
-        self.channels[id.slot()] = Some((id, channel));
+        self.channels[id.slot()] = Some((id, Box::new(channel)));
         // Same order as Python repod: greeting, channel hook, server hook. With sessions on,
         // the reactor greeted already, with the session's token.
         if !reactor.greets() {
@@ -954,7 +960,7 @@ impl<C: ChannelHandler> Driver for Core<C> {
         };
         log::debug!("repod: {id:?} disconnected: {reason}");
         let (state, mut ctx) = self.ctx(reactor);
-        state.on_disconnect(&mut ctx, id, channel, &reason);
+        state.on_disconnect(&mut ctx, id, *channel, &reason);
     }
 
     fn away(&mut self, reactor: &mut Reactor, id: ChannelId, reason: &DisconnectReason) {
