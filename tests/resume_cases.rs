@@ -494,6 +494,33 @@ fn replay_over_its_bound_ends_the_session_and_the_client_hears_so() {
     srv.handle().stop();
 }
 
+/// A peer that took its session and reads everything but never acknowledges again: what the
+/// server keeps for it, written and unacknowledged, passes `resume_buffer` while the link is
+/// up, and the session ends there (`ReplayOverflow`), at a write.
+#[test]
+fn a_peer_that_never_acknowledges_ends_its_session_at_the_bound() {
+    let cfg = sessions(Duration::from_secs(30)).resume_buffer(8 * 1024);
+    let (srv, world) = server(cfg, Listen::on("127.0.0.1:0"), true);
+    let mut raw = Raw::connect(srv.handle().local_addr());
+    raw.join();
+    // 100 ticks a second of 200 bytes, all read, none acknowledged: 8 KiB in about half a
+    // second, after which the server closes the link.
+    let started = Instant::now();
+    let mut chunk = [0u8; 4096];
+    while let Ok(1..) = raw.s.read(&mut chunk) {
+        assert!(started.elapsed() < Duration::from_secs(10), "still open");
+    }
+    drop(raw);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world.0.lock().unwrap().closed.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let closed = world.0.lock().unwrap().closed.clone();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].1, "overflow");
+    srv.handle().stop();
+}
+
 /// A draining server: its listener is closed, so nobody can come back; sessions away end at
 /// once, and a link that drops now closes.
 #[test]

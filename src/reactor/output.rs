@@ -277,10 +277,14 @@ impl Reactor {
                     &link.transport,
                 );
             }
-            let max = self.cfg.resume_buffer;
-            if let Some(kept) = s.kept_over(max, &link.out, link.out_pos, link.state) {
-                self.replay_overflow(id, kept, max);
-                return Ok(n);
+            // What is kept grows here only while away (nothing is written): a link that is up
+            // is checked where it writes (`Reactor::replay_bounded`).
+            if link.state == State::Away {
+                let max = self.cfg.resume_buffer;
+                if let Some(kept) = s.kept_over(max, &link.out, link.out_pos, link.state) {
+                    self.replay_overflow(id, kept, max);
+                    return Ok(n);
+                }
             }
         }
         if !link.dirty && link.state != State::Connecting {
@@ -310,6 +314,24 @@ impl Reactor {
             );
         }
         err
+    }
+
+    /// Whether link `index`'s session, if any, keeps no more than `Config::resume_buffer` for
+    /// replay after a write; if it keeps more, it ends, and false is returned.
+    #[inline]
+    fn replay_bounded(&mut self, index: usize) -> bool {
+        let link = &self.links[index];
+        let Some(s) = link.session.as_deref() else {
+            return true;
+        };
+        let max = self.cfg.resume_buffer;
+        match s.kept_over(max, &link.out, link.out_pos, link.state) {
+            None => true,
+            Some(kept) => {
+                self.replay_overflow(self.id_of(index), kept, max);
+                false
+            }
+        }
     }
 
     /// A session keeps more than `Config::resume_buffer` for replay: it ends.
@@ -423,10 +445,18 @@ impl Reactor {
                     link.bytes_out += n as u64;
                     self.counters.bytes_out += n as u64;
                 }
-                Written::Blocked => return link.refused(self.now),
+                Written::Blocked => {
+                    link.refused(self.now);
+                    self.replay_bounded(index);
+                    return;
+                }
                 Written::Failed(e) => return self.write_failed(index, e),
             }
         }
+        if !self.replay_bounded(index) {
+            return;
+        }
+        let link = &mut self.links[index];
         if link.out_pos < link.out.len() {
             return; // held back until the upgrade completes
         }
@@ -488,7 +518,11 @@ impl Reactor {
                 let stop = end.min(link.out_pos + chunk);
                 match layer.encrypt(&link.out[link.out_pos..stop]) {
                     Ok(true) => {
+                        // Encrypted is as good as written: it cannot be taken back.
                         link.out_pos = stop;
+                        if !self.replay_bounded(index) {
+                            return;
+                        }
                         continue;
                     }
                     Ok(false) => return, // the handshake is not done: the plaintext waits
