@@ -155,5 +155,8 @@ fn a_slow_reader_gets_every_ordinary_message_and_only_fresh_snapshots() {
         TICKS,
         "each snapshot delivered or replaced"
     );
+    // The lock first: the server's tick takes it, and dropping the server waits for its
+    // thread (holding both deadlocked CI once, at a tick between the two).
+    drop(f);
     drop(server);
 }
